@@ -1,0 +1,5 @@
+"""Run the command line with `python -m wp_llm`."""
+
+from wp_llm.cli import main
+
+main()

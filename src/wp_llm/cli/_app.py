@@ -1,0 +1,31 @@
+"""The Typer application that every command module registers on."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="wp-llm",
+    help="WP LLM webhooks: run the delivery service, manage API keys, publish test events.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print an error that says what to do, and exit without a traceback."""
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    # Importing the command modules registers their commands on `app`.
+    from wp_llm.cli import _client, _server  # noqa: F401
+
+    app()

@@ -1,0 +1,122 @@
+"""Turns every failure into the error envelope; no stack trace ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wp_llm.server.errors import ServiceError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+_HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    401: ("authentication_error", "unauthorized"),
+    403: ("authorization_error", "forbidden"),
+    404: ("resource_error", "not_found"),
+    405: ("validation_error", "method_not_allowed"),
+    413: ("validation_error", "request_too_large"),
+    415: ("validation_error", "unsupported_media_type"),
+}
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def envelope(
+    request: Request,
+    status_code: int,
+    *,
+    error_type: str,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {
+            "type": error_type,
+            "code": code,
+            "message": message,
+            "details": details or {},
+            "request_id": request_id_of(request),
+            "timestamp": int(time.time()),
+        }
+    }
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    """Turn a pydantic location such as ('body', 'events', 0) into `events[0]`."""
+    parts = list(location)
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "body"
+
+
+def _validation_details(error: RequestValidationError) -> tuple[str, dict[str, Any]]:
+    problems = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return "The request body is not valid JSON.", {"field": "body", "reason": item.get("msg")}
+        problems.append({"field": field_path(item.get("loc", ())), "message": item.get("msg", "")})
+    first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+    message = f"Invalid value for {first['field']}: {first['message']}"
+    return message, {"field": first["field"], "errors": problems}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
+        return envelope(
+            request,
+            error.status_code,
+            error_type=error.error_type,
+            code=error.code,
+            message=error.message,
+            details=error.details,
+            headers=error.headers or None,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        message, details = _validation_details(error)
+        return envelope(
+            request, 400, error_type="validation_error", code="invalid_request",
+            message=message, details=details,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        error_type, code = _HTTP_ERRORS.get(error.status_code, ("validation_error", "invalid_request"))
+        message = str(error.detail) if error.detail else "The request failed."
+        if error.status_code == 404:
+            message = f"No route matches {request.method} {request.url.path}."
+        return envelope(request, error.status_code, error_type=error_type, code=code, message=message,
+                        headers=getattr(error, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, error: OperationalError) -> JSONResponse:
+        logger.warning("database unavailable", extra={"request_id": request_id_of(request), "error": str(error)[:200]})
+        unavailable = ServiceUnavailable("The database is unavailable; retry the request shortly.")
+        return envelope(request, 503, error_type=unavailable.error_type, code=unavailable.code,
+                        message=unavailable.message, headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
+        return envelope(request, 500, error_type="server_error", code="internal_error",
+                        message="The server failed to handle the request; it has been logged.")

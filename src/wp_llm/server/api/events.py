@@ -1,0 +1,111 @@
+"""`/v1/events`: publish an event and read published events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from wp_llm import catalog
+from wp_llm.server.api.context import ServiceContext, get_context, get_principal, require_account
+from wp_llm.server.api.models import EventCreate
+from wp_llm.server.api.params import PageParams, page_params
+from wp_llm.server.api.resources import list_object
+from wp_llm.server.errors import InvalidRequest, PermissionDenied, UnprocessableData
+from wp_llm.server.store import accounts
+from wp_llm.server.store import events as event_store
+from wp_llm.server.store.accounts import Principal
+from wp_llm.server.validation import validate_event_data
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+def target_account(principal: Principal, requested: str | None, context: ServiceContext) -> str:
+    """Account keys publish to their own account; service keys name the account."""
+    if principal.kind != "service":
+        if requested is not None and requested != principal.account_id:
+            raise PermissionDenied(
+                "Account keys publish only to their own account; omit 'account'.",
+                code="cross_account_publish",
+                details={"field": "account"},
+            )
+        return principal.account_id or ""
+    if not requested:
+        raise InvalidRequest(
+            "Service keys must name the account to publish to in 'account'.",
+            code="account_required",
+            details={"field": "account"},
+        )
+    found = accounts.find_account(context.engine, requested)
+    if found is None:
+        raise InvalidRequest(
+            f"No account with id or name {requested[:100]!r}.",
+            code="account_not_found",
+            details={"field": "account", "value": requested[:100]},
+        )
+    return str(found["id"])
+
+
+def checked_event(body: EventCreate) -> None:
+    if body.type not in catalog.EVENT_TYPES:
+        raise InvalidRequest(
+            f"Unknown event type {body.type[:100]!r}.",
+            code="unknown_event_type",
+            details={"field": "type", "value": body.type[:100], "valid": list(catalog.EVENT_TYPES)},
+        )
+    problems = validate_event_data(body.type, body.data)
+    if problems:
+        first = problems[0]
+        raise UnprocessableData(
+            f"Invalid {first.field}: {first.message}",
+            details={
+                "field": first.field,
+                "errors": [{"field": p.field, "message": p.message} for p in problems],
+            },
+        )
+
+
+@router.post("", status_code=201, summary="Publish an event to every subscribed webhook")
+def create_event(
+    body: EventCreate,
+    principal: Principal = Depends(get_principal),
+    context: ServiceContext = Depends(get_context),
+) -> Response:
+    account_id = target_account(principal, body.account, context)
+    checked_event(body)
+    try:
+        published = event_store.publish(context.engine, account_id, body.type, body.data)
+    except ValueError as error:
+        raise UnprocessableData(f"Invalid data: {error}", details={"field": "data"}) from None
+    if published.delivery_ids:
+        context.notify_workers()
+    # The stored envelope is the response: the same bytes every delivery sends.
+    return Response(published.body, status_code=201, media_type="application/json")
+
+
+@router.get("", summary="List events")
+def list_events(
+    type: str | None = Query(None, description="Only events of this type."),
+    page: PageParams = Depends(page_params),
+    principal: Principal = Depends(require_account),
+    context: ServiceContext = Depends(get_context),
+) -> dict[str, Any]:
+    result = event_store.list_events(
+        context.engine,
+        principal.account_id or "",
+        event_type=type,
+        limit=page.limit,
+        starting_after=page.starting_after,
+        ending_before=page.ending_before,
+    )
+    return list_object([event_store.event_object(r) for r in result.rows], result)
+
+
+@router.get("/{event_id}", summary="Retrieve an event")
+def retrieve_event(
+    event_id: str,
+    principal: Principal = Depends(require_account),
+    context: ServiceContext = Depends(get_context),
+) -> Response:
+    row = event_store.get_event(context.engine, principal.account_id or "", event_id)
+    return Response(bytes(row["body"]), media_type="application/json")

@@ -1,0 +1,166 @@
+"""Service settings, read from `WP_LLM_*` environment variables.
+
+Every command-line flag of `wp-llm serve` and `wp-llm worker` has a variable here,
+and an explicit flag wins over the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("var")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+# Delays after the first failed attempt, in seconds: 14 attempts over about 3.2 days.
+DEFAULT_RETRY_SCHEDULE_SECONDS: tuple[float, ...] = (
+    5, 60, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000,
+)
+DEFAULT_RETRY_JITTER = 0.2
+DEFAULT_RETRY_AFTER_CAP_SECONDS = 6 * 3600
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 15.0
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_POLL_INTERVAL_SECONDS = 1.0
+DEFAULT_MAX_IN_FLIGHT = 256
+DEFAULT_PER_ENDPOINT_CONCURRENCY = 16
+DEFAULT_RESPONSE_BODY_LIMIT_BYTES = 4096
+
+
+class ConfigError(ValueError):
+    """An environment variable or flag holds a value the service cannot use."""
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _parse_float(name: str, raw: str, *, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _parse_int(name: str, raw: str, *, minimum: int = 1) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(name: str, raw: str) -> float:
+    """Parse `500ms`, `5s`, `2m`, `1h`, `3d` or a bare number of seconds."""
+    text = raw.strip().lower()
+    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            return _parse_float(name, text[: -len(suffix)]) * _DURATION_UNITS[suffix]
+    return _parse_float(name, text)
+
+
+def parse_retry_schedule(name: str, raw: str) -> tuple[float, ...]:
+    """Parse a comma-separated list of durations, such as `5s,1m,10m,1h`."""
+    parts = [part for part in raw.split(",") if part.strip()]
+    if not parts:
+        raise ConfigError(f"{name} must list at least one delay, such as '5s,1m,1h', got {raw!r}")
+    return tuple(parse_duration(name, part) for part in parts)
+
+
+def parse_networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse a comma-separated list of CIDR subnets, such as `10.1.0.0/16,fd00::/8`."""
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name} must list CIDR subnets, got {part!r}") from None
+    return tuple(networks)
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'wp-llm.db').as_posix()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the API and the delivery engine read at start."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    allow_private_networks: bool = False
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    secret_key: str | None = None
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_SECONDS
+    retry_jitter: float = DEFAULT_RETRY_JITTER
+    retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP_SECONDS
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    per_endpoint_concurrency: int = DEFAULT_PER_ENDPOINT_CONCURRENCY
+    response_body_limit: int = DEFAULT_RESPONSE_BODY_LIMIT_BYTES
+    run_worker: bool = True
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or default_database_url(self.data_dir)
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """Return a copy with every override that is not None applied."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_READERS = {
+    "WP_LLM_DATA_DIR": ("data_dir", lambda n, v: Path(v)),
+    "WP_LLM_DATABASE_URL": ("database_url", lambda n, v: v.strip()),
+    "WP_LLM_HOST": ("host", lambda n, v: v.strip()),
+    "WP_LLM_PORT": ("port", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_ALLOW_PRIVATE_NETWORKS": ("allow_private_networks", _parse_bool),
+    "WP_LLM_ALLOWED_NETWORKS": ("allowed_networks", parse_networks),
+    "WP_LLM_SECRET_KEY": ("secret_key", lambda n, v: v.strip() or None),
+    "WP_LLM_RETRY_SCHEDULE": ("retry_schedule", parse_retry_schedule),
+    "WP_LLM_RETRY_JITTER": ("retry_jitter", lambda n, v: _parse_float(n, v)),
+    "WP_LLM_RETRY_AFTER_CAP": ("retry_after_cap", parse_duration),
+    "WP_LLM_REQUEST_TIMEOUT": ("request_timeout", parse_duration),
+    "WP_LLM_LEASE_SECONDS": ("lease_seconds", parse_duration),
+    "WP_LLM_POLL_INTERVAL": ("poll_interval", parse_duration),
+    "WP_LLM_MAX_IN_FLIGHT": ("max_in_flight", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_PER_ENDPOINT_CONCURRENCY": ("per_endpoint_concurrency", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_RESPONSE_BODY_LIMIT": ("response_body_limit", lambda n, v: _parse_int(n, v)),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; raise ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (attribute, reader) in _READERS.items():
+        raw = env.get(name)
+        if raw is not None:
+            values[attribute] = reader(name, raw)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.retry_jitter >= 1:
+        raise ConfigError(f"WP_LLM_RETRY_JITTER must be below 1, got {settings.retry_jitter}")
+    return settings

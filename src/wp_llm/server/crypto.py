@@ -1,0 +1,68 @@
+"""Encryption of endpoint secrets at rest, and hashing of API keys.
+
+The encryption key comes from `WP_LLM_SECRET_KEY` (a Fernet key: 32 url-safe base64
+bytes) or, when that is unset, from `<data dir>/secret.key`, created with mode 0600
+on first start. Every process that shares a database must use the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE_NAME = "secret.key"
+
+
+class SecretKeyError(RuntimeError):
+    """The key that encrypts endpoint secrets is missing, malformed or does not match."""
+
+
+class SecretBox:
+    """Encrypts and decrypts endpoint secrets with one Fernet key."""
+
+    def __init__(self, key: str | bytes) -> None:
+        try:
+            self._fernet = Fernet(key)
+        except (ValueError, TypeError):
+            raise SecretKeyError(
+                "WP_LLM_SECRET_KEY must be a Fernet key (32 url-safe base64-encoded bytes); "
+                "create one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            ) from None
+
+    def encrypt(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise SecretKeyError(
+                "an endpoint secret could not be decrypted: the secret key differs from the "
+                "one that encrypted it (check WP_LLM_SECRET_KEY or the key file)"
+            ) from None
+
+
+def load_secret_box(secret_key: str | None, data_dir: Path) -> SecretBox:
+    """Use the configured key, or read (and on first start create) the key file."""
+    if secret_key:
+        return SecretBox(secret_key)
+    path = data_dir / KEY_FILE_NAME
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(Fernet.generate_key())
+        logger.info("secret key file created", extra={"path": str(path)})
+    return SecretBox(path.read_bytes().strip())
+
+
+def hash_api_key(token: str) -> str:
+    """Hash an API key for storage; keys are 256-bit random, so a plain SHA-256 is enough."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

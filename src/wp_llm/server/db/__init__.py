@@ -1,0 +1,1 @@
+"""Database schema and connections shared by SQLite and PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Data access: each module owns the SQL of one concept."""

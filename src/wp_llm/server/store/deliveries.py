@@ -1,0 +1,315 @@
+"""Deliveries and their attempts: the delivery log, and the engine's claim and record queries.
+
+A delivery is `pending` until it succeeds, fails for good, or its webhook is deleted
+(`cancelled`). Workers claim due pending rows under a lease (`lease_until`,
+`lease_owner`): a lease that expires, because its worker died, makes the row claimable
+again, so every accepted event is delivered at least once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+
+from wp_llm.server import ids
+from wp_llm.server.db.schema import attempts, deliveries, events, webhooks
+from wp_llm.server.errors import ResourceConflict, ResourceNotFound
+from wp_llm.server.store.pagination import Page, fetch_page
+
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A due delivery leased to one worker, with what it needs to send it."""
+
+    id: str
+    account_id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    attempt_count: int
+    url: str
+    secrets_json: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """The outcome of one attempt and the delivery state that follows from it."""
+
+    delivery_id: str
+    webhook_id: str
+    account_id: str
+    attempted_at: int
+    latency_ms: int
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    response_truncated: bool
+    succeeded: bool
+    # The delivery's next state: pending with a due time, or a final status.
+    next_status: DeliveryStatus
+    next_attempt_at: int | None
+
+
+def claim_due(
+    engine: Engine,
+    *,
+    owner: str,
+    limit: int,
+    lease_ms: int,
+    now: int,
+    exclude_webhooks: Collection[str] = (),
+) -> list[ClaimedDelivery]:
+    """Lease up to `limit` due deliveries of enabled webhooks, oldest due first.
+
+    On PostgreSQL the inner SELECT locks its rows with SKIP LOCKED, so concurrent
+    workers claim disjoint batches instead of waiting on each other; on SQLite the
+    single writer lock gives the same guarantee.
+    """
+    due = (
+        select(deliveries.c.id)
+        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+        .where(
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+            webhooks.c.enabled.is_(True),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=deliveries, skip_locked=True)
+    )
+    if exclude_webhooks:
+        due = due.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
+    claim = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(lease_until=now + lease_ms, lease_owner=owner)
+        .returning(
+            deliveries.c.id,
+            deliveries.c.account_id,
+            deliveries.c.event_id,
+            deliveries.c.event_type,
+            deliveries.c.webhook_id,
+            deliveries.c.attempt_count,
+        )
+    )
+
+    with engine.begin() as connection:
+        claimed = list(connection.execute(claim).mappings())
+        if not claimed:
+            return []
+        bodies = dict(
+            connection.execute(
+                select(events.c.id, events.c.body).where(
+                    events.c.id.in_({row["event_id"] for row in claimed})
+                )
+            ).all()
+        )
+        targets = {
+            row.id: row
+            for row in connection.execute(
+                select(webhooks.c.id, webhooks.c.url, webhooks.c.secrets).where(
+                    webhooks.c.id.in_({row["webhook_id"] for row in claimed})
+                )
+            )
+        }
+
+    return [
+        ClaimedDelivery(
+            id=row["id"],
+            account_id=row["account_id"],
+            event_id=row["event_id"],
+            event_type=row["event_type"],
+            webhook_id=row["webhook_id"],
+            attempt_count=row["attempt_count"],
+            url=targets[row["webhook_id"]].url,
+            secrets_json=targets[row["webhook_id"]].secrets,
+            body=bytes(bodies[row["event_id"]]),
+        )
+        for row in claimed
+    ]
+
+
+def extend_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str], until: int) -> None:
+    """Keep in-flight deliveries leased while slow endpoints answer."""
+    if not delivery_ids:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.lease_owner == owner)
+            .values(lease_until=until)
+        )
+
+
+def release_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str]) -> None:
+    """Hand unfinished deliveries back at once, so another worker need not wait for the lease."""
+    if not delivery_ids:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.lease_owner == owner)
+            .values(lease_until=None, lease_owner=None)
+        )
+
+
+_RECORD_DELIVERY = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.lease_owner == bindparam("b_owner"))
+    .values(
+        status=bindparam("b_status"),
+        attempt_count=deliveries.c.attempt_count + 1,
+        next_attempt_at=bindparam("b_next"),
+        lease_until=None,
+        lease_owner=None,
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        last_attempt_at=bindparam("b_at"),
+        updated=bindparam("b_at"),
+    )
+)
+
+
+def record_attempts(engine: Engine, *, owner: str, records: Sequence[AttemptRecord]) -> None:
+    """Store a batch of attempts and move each delivery on, in one transaction.
+
+    A delivery whose lease this worker lost (it expired and another worker took the
+    row) keeps the other worker's state; the attempt is still logged.
+    """
+    if not records:
+        return
+    attempt_rows = [
+        {
+            "id": ids.new_id(ids.ATTEMPT),
+            "delivery_id": r.delivery_id,
+            "webhook_id": r.webhook_id,
+            "account_id": r.account_id,
+            "attempted_at": r.attempted_at,
+            "outcome": "succeeded" if r.succeeded else "failed",
+            "status_code": r.status_code,
+            "latency_ms": r.latency_ms,
+            "error": r.error,
+            "response_body": r.response_body,
+            "response_truncated": r.response_truncated,
+        }
+        for r in records
+    ]
+    delivery_rows = [
+        {
+            "b_id": r.delivery_id,
+            "b_owner": owner,
+            "b_status": r.next_status,
+            "b_next": r.next_attempt_at,
+            "b_code": r.status_code,
+            "b_error": r.error,
+            "b_at": r.attempted_at,
+        }
+        for r in records
+    ]
+    with engine.begin() as connection:
+        connection.execute(insert(attempts), attempt_rows)
+        connection.execute(_RECORD_DELIVERY, delivery_rows)
+
+
+def _not_found(delivery_id: str) -> ResourceNotFound:
+    return ResourceNotFound(
+        f"No delivery with id {delivery_id!r} in this account.",
+        code="delivery_not_found",
+        details={"field": "id", "value": delivery_id},
+    )
+
+
+def get_delivery(engine: Engine, account_id: str, delivery_id: str) -> dict[str, Any]:
+    """Return the delivery with all its attempts, oldest first."""
+    with engine.connect() as connection:
+        row = (
+            connection.execute(
+                select(deliveries).where(
+                    deliveries.c.id == delivery_id, deliveries.c.account_id == account_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise _not_found(delivery_id)
+        attempt_rows = connection.execute(
+            select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(attempts.c.id)
+        ).mappings()
+        return {**row, "attempts": [dict(a) for a in attempt_rows]}
+
+
+def list_deliveries(
+    engine: Engine,
+    account_id: str,
+    *,
+    limit: int,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+    status: DeliveryStatus | None = None,
+    starting_after: str | None = None,
+    ending_before: str | None = None,
+) -> Page:
+    query = select(deliveries).where(deliveries.c.account_id == account_id)
+    if webhook_id is not None:
+        query = query.where(deliveries.c.webhook_id == webhook_id)
+    if event_id is not None:
+        query = query.where(deliveries.c.event_id == event_id)
+    if status is not None:
+        query = query.where(deliveries.c.status == status)
+    with engine.connect() as connection:
+        return fetch_page(
+            connection,
+            deliveries,
+            query,
+            limit=limit,
+            starting_after=starting_after,
+            ending_before=ending_before,
+        )
+
+
+def retry_delivery(engine: Engine, account_id: str, delivery_id: str) -> dict[str, Any]:
+    """Make a delivery due now; a finished one gets one more attempt."""
+    now = ids.now_ms()
+    with engine.begin() as connection:
+        row = (
+            connection.execute(
+                select(deliveries.c.status, deliveries.c.webhook_id).where(
+                    deliveries.c.id == delivery_id, deliveries.c.account_id == account_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise _not_found(delivery_id)
+        if row["status"] == "cancelled":
+            raise ResourceConflict(
+                f"Delivery {delivery_id!r} was cancelled because its webhook was deleted; "
+                "it cannot be sent again.",
+                code="delivery_cancelled",
+                details={"field": "id", "value": delivery_id},
+            )
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(status="pending", next_attempt_at=now, updated=now)
+        )
+    return get_delivery(engine, account_id, delivery_id)
+
+
+def count_pending(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+            ).scalar_one()
+        )
