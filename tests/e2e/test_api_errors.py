@@ -1,0 +1,150 @@
+"""Every bad input gets the error envelope with a 4xx that names the field; never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Account
+from tests.e2e.helpers import create_webhook
+from tests.support.receiver import Receiver
+
+ENVELOPE_FIELDS = {"type", "code", "message", "details", "request_id", "timestamp"}
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str, field: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == ENVELOPE_FIELDS
+    assert error["type"] == error_type
+    assert error["request_id"] == response.headers["x-request-id"]
+    if field is not None:
+        assert error["details"]["field"] == field
+    return dict(error)
+
+
+# (body, the field the error must name)
+BAD_WEBHOOKS = [
+    ({"events": ["*"]}, "url"),
+    ({"url": "ftp://example.com/hook", "events": ["*"]}, "url"),
+    ({"url": "http://", "events": ["*"]}, "url"),
+    ({"url": "https://example.com/" + "a" * 3000, "events": ["*"]}, "url"),
+    ({"url": "https://example.com/hook"}, "events"),
+    ({"url": "https://example.com/hook", "events": []}, "events"),
+    ({"url": "https://example.com/hook", "events": "generation.completed"}, "events"),
+    ({"url": "https://example.com/hook", "events": ["*"], "colour": "red"}, "colour"),  # unknown field
+    ({"url": "https://example.com/hook", "events": ["*"], "secret": "short"}, "secret"),
+    ({"url": "https://example.com/hook", "events": ["*"], "description": 5}, "description"),
+    ({"url": "https://example.com/hook", "events": ["*"], "enabled": "maybe"}, "enabled"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_WEBHOOKS)
+def test_bad_webhook_is_rejected(account: Account, body: dict[str, Any], field: str) -> None:
+    assert_error(account.client.post("/v1/webhooks", json=body), 400, "validation_error", field)
+
+
+def test_unknown_event_type_lists_valid_ones(account: Account) -> None:
+    response = account.client.post(
+        "/v1/webhooks", json={"url": "https://example.com/hook", "events": ["generation.*", "generation.done"]}
+    )
+    error = assert_error(response, 400, "validation_error", "events[1]")
+    assert "generation.completed" in error["details"]["valid"]
+    assert error["code"] == "unknown_event_type"
+
+
+@pytest.mark.parametrize("content", [b"{", b"[]", b"null", b'{"url": 1}', b"\xff\xfe"])
+def test_malformed_body_is_rejected(account: Account, content: bytes) -> None:
+    response = account.client.post("/v1/webhooks", content=content, headers={"content-type": "application/json"})
+    assert_error(response, 400, "validation_error")
+
+
+def test_event_data_breaking_schema_is_422(account: Account) -> None:
+    response = account.client.post(
+        "/v1/events",
+        json={"type": "generation.completed", "data": {"id": "g", "object": "text_generation", "created": 1,
+                                                          "model": "m", "prompt": "p"}},
+    )
+    error = assert_error(response, 422, "validation_error", "data.completion")
+    assert "completion" in error["message"]
+
+
+def test_event_of_unknown_type_is_400(account: Account) -> None:
+    response = account.client.post("/v1/events", json={"type": "generation.exploded", "data": {}})
+    error = assert_error(response, 400, "validation_error", "type")
+    assert len(error["details"]["valid"]) >= 13
+
+
+def test_event_data_with_nan_is_rejected(account: Account) -> None:
+    content = b'{"type": "usage.limit_exceeded", "data": {"limit": NaN, "current_usage": 1, "reset_time": 1, "retry_after": 1}}'
+    response = account.client.post("/v1/events", content=content, headers={"content-type": "application/json"})
+    assert response.status_code in {400, 422}
+    assert response.json()["error"]["type"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "ten"}, "limit"),
+     ({"starting_after": "a", "ending_before": "b"}, "ending_before")],
+)
+def test_bad_list_parameters_are_rejected(account: Account, params: dict[str, Any], field: str) -> None:
+    assert_error(account.client.get("/v1/webhooks", params=params), 400, "validation_error", field)
+
+
+def test_bad_status_filter_is_rejected(account: Account) -> None:
+    assert_error(account.client.get("/v1/deliveries", params={"status": "lost"}), 400, "validation_error", "status")
+
+
+@pytest.mark.parametrize("path", ["/v1/webhooks/webhook_nope", "/v1/events/evt_nope", "/v1/deliveries/dlv_nope"])
+def test_unknown_ids_are_404(account: Account, path: str) -> None:
+    assert_error(account.client.get(path), 404, "resource_error", "id")
+
+
+def test_unknown_route_is_404_envelope(account: Account) -> None:
+    assert_error(account.client.get("/v1/nothing"), 404, "resource_error")
+
+
+def test_wrong_method_is_405_envelope(account: Account) -> None:
+    assert_error(account.client.put("/v1/webhooks"), 405, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer  x y"}]
+)
+def test_bad_credentials_are_401(account: Account, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=account.service.base_url, headers=headers) as anonymous:
+        assert_error(anonymous.get("/v1/webhooks"), 401, "authentication_error")
+
+
+def test_null_for_required_update_field_is_rejected(account: Account, receiver: Receiver) -> None:
+    webhook = create_webhook(account.client, receiver.url)
+    response = account.client.patch(f"/v1/webhooks/{webhook['id']}", json={"url": None})
+    assert_error(response, 400, "validation_error", "url")
+
+
+def test_test_endpoint_rejects_unknown_type(account: Account, receiver: Receiver) -> None:
+    webhook = create_webhook(account.client, receiver.url)
+    response = account.client.post(f"/v1/webhooks/{webhook['id']}/test", json={"type": "nope"})
+    assert_error(response, 400, "validation_error")
+
+
+# Targets that a default service refuses: loopback, private, link-local (metadata), IPv6 loopback.
+BLOCKED_URLS = [
+    "http://127.0.0.1/hook",
+    "http://10.0.0.5/hook",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[::1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://0.0.0.0/hook",
+]
+
+
+@pytest.mark.parametrize("url", BLOCKED_URLS)
+def test_private_targets_are_refused_by_default(make_service, url: str) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(env={"WP_LLM_ALLOW_PRIVATE_NETWORKS": "0"})
+    with service.client(service.create_key()) as client:
+        response = client.post("/v1/webhooks", json={"url": url, "events": ["*"]})
+    error = assert_error(response, 400, "validation_error", "url")
+    assert error["code"] == "url_not_allowed"
