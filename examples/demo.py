@@ -32,7 +32,8 @@ HEX_SIGNATURE_HEADER = "x-wp-llm-signature"
 STARTUP_TIMEOUT_SECONDS = 30.0
 DELIVERY_TIMEOUT_SECONDS = 20.0
 
-console = Console()
+# Wide enough for full ids when the output goes to a file or CI log instead of a terminal.
+console = Console() if sys.stdout.isatty() else Console(width=140)
 
 
 def free_port() -> int:
@@ -136,8 +137,8 @@ def run(data_dir: Path, port: int, keep_running: bool) -> int:
             console.print(f"service  {base_url}  (SQLite file in {data_dir})")
             console.print(f"webhook  {webhook['id']} -> {receiver.url}")
             table = Table(title="Deliveries")
-            for column in ("event type", "event id", "delivery", "status", "HTTP", "latency", "standard sig", "hex sig"):
-                table.add_column(column)
+            for column in ("event type", "delivery", "status", "HTTP", "latency", "webhook-signature", "X-WP-LLM-Signature"):
+                table.add_column(column, no_wrap=True)
             failures = 0
             for event_type in DEMO_EVENTS:
                 event = client.post("/v1/events", json={"type": event_type,
@@ -146,7 +147,7 @@ def run(data_dir: Path, port: int, keep_running: bool) -> int:
                 attempt = (delivery.get("attempts") or [{}])[-1]
                 checks = receiver.results.get(delivery.get("id", ""), {})
                 failures += delivery["status"] != "succeeded"
-                table.add_row(event_type, event["id"], delivery.get("id", "-"), delivery["status"],
+                table.add_row(event_type, delivery.get("id", "-"), delivery["status"],
                               str(attempt.get("status_code")), f"{attempt.get('latency_ms')} ms",
                               checks.get("standard", "-"), checks.get("hex", "-"))
             console.print(table)
