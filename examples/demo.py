@@ -9,7 +9,6 @@ delivery's outcome. With --keep-running the service stays up afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -91,7 +90,15 @@ class VerifyingReceiver:
 def start_service(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "WP_LLM_DATA_DIR": str(data_dir), "WP_LLM_DATABASE_URL": ""}
     log = (data_dir / "service.log").open("wb")
-    command = [sys.executable, "-m", "wp_llm", "serve", "--port", str(port), "--allow-private-networks"]
+    command = [
+        sys.executable,
+        "-m",
+        "wp_llm",
+        "serve",
+        "--port",
+        str(port),
+        "--allow-private-networks",
+    ]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -103,13 +110,18 @@ def start_service(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.2)
     process.terminate()
-    sys.exit(f"the service did not start within {STARTUP_TIMEOUT_SECONDS:g}s; see {data_dir / 'service.log'}")
+    sys.exit(
+        f"the service did not start within {STARTUP_TIMEOUT_SECONDS:g}s; "
+        f"see {data_dir / 'service.log'}"
+    )
 
 
 def create_key(data_dir: Path) -> str:
     env = {**os.environ, "WP_LLM_DATA_DIR": str(data_dir), "WP_LLM_DATABASE_URL": ""}
     command = [sys.executable, "-m", "wp_llm", "keys", "create", "--account", "demo"]
-    return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        command, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def wait_for_outcome(client: httpx.Client, event_id: str) -> dict:
@@ -130,31 +142,58 @@ def run(data_dir: Path, port: int, keep_running: bool) -> int:
     try:
         key = create_key(data_dir)
         base_url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-            webhook = client.post("/v1/webhooks", json={"url": receiver.url, "events": list(DEMO_EVENTS),
-                                                        "description": "demo receiver"}).json()
+        with httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as client:
+            webhook = client.post(
+                "/v1/webhooks",
+                json={
+                    "url": receiver.url,
+                    "events": list(DEMO_EVENTS),
+                    "description": "demo receiver",
+                },
+            ).json()
             receiver.webhook = Webhook(webhook["secret"])
             console.print(f"service  {base_url}  (SQLite file in {data_dir})")
             console.print(f"webhook  {webhook['id']} -> {receiver.url}")
             table = Table(title="Deliveries")
-            for column in ("event type", "delivery", "status", "HTTP", "latency", "webhook-signature", "X-WP-LLM-Signature"):
+            for column in (
+                "event type",
+                "delivery",
+                "status",
+                "HTTP",
+                "latency",
+                "webhook-signature",
+                "X-WP-LLM-Signature",
+            ):
                 table.add_column(column, no_wrap=True)
             failures = 0
             for event_type in DEMO_EVENTS:
-                event = client.post("/v1/events", json={"type": event_type,
-                                                        "data": catalog.EVENT_TYPES[event_type].example}).json()
+                event = client.post(
+                    "/v1/events",
+                    json={"type": event_type, "data": catalog.EVENT_TYPES[event_type].example},
+                ).json()
                 delivery = wait_for_outcome(client, event["id"])
                 attempt = (delivery.get("attempts") or [{}])[-1]
                 checks = receiver.results.get(delivery.get("id", ""), {})
                 failures += delivery["status"] != "succeeded"
-                table.add_row(event_type, delivery.get("id", "-"), delivery["status"],
-                              str(attempt.get("status_code")), f"{attempt.get('latency_ms')} ms",
-                              checks.get("standard", "-"), checks.get("hex", "-"))
+                table.add_row(
+                    event_type,
+                    delivery.get("id", "-"),
+                    delivery["status"],
+                    str(attempt.get("status_code")),
+                    f"{attempt.get('latency_ms')} ms",
+                    checks.get("standard", "-"),
+                    checks.get("hex", "-"),
+                )
             console.print(table)
         if keep_running:
-            console.print(f"\nThe service keeps running. API key: {key}\n"
-                          f"Try: WP_LLM_API_KEY={key} WP_LLM_BASE_URL={base_url} wp-llm trigger generation.failed\n"
-                          "Press Ctrl-C to stop.")
+            console.print(
+                f"\nThe service keeps running. API key: {key}\n"
+                f"Try: WP_LLM_API_KEY={key} WP_LLM_BASE_URL={base_url} "
+                "wp-llm trigger generation.failed\n"
+                "Press Ctrl-C to stop."
+            )
             service.wait()
         return 1 if failures else 0
     except KeyboardInterrupt:
@@ -167,9 +206,16 @@ def run(data_dir: Path, port: int, keep_running: bool) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("var/demo"), help="Folder for the demo's SQLite file (wiped first).")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/demo"),
+        help="Folder for the demo's SQLite file (wiped first).",
+    )
     parser.add_argument("--port", type=int, default=0, help="API port [default: a free port].")
-    parser.add_argument("--keep-running", action="store_true", help="Keep the service up after the demo.")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="Keep the service up after the demo."
+    )
     args = parser.parse_args()
     sys.exit(run(args.data_dir.resolve(), args.port or free_port(), args.keep_running))
 
