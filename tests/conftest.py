@@ -18,7 +18,11 @@ import pytest
 from tests.support.receiver import Receiver
 from tests.support.service import ServiceProcess, create_postgres_database, drop_postgres_database
 
-BACKENDS = [b.strip() for b in os.environ.get("WP_LLM_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("WP_LLM_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if b.strip()
+]
 
 
 def new_database_url(backend: str, folder: Path) -> str:
@@ -85,7 +89,9 @@ def make_service(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Se
     started: list[ServiceProcess] = []
 
     def start(env: dict[str, str] | None = None, args: list[str] | None = None) -> ServiceProcess:
-        process = ServiceProcess(database_url=database_url, data_dir=tmp_path, env=env or {}, args=args or [])
+        process = ServiceProcess(
+            database_url=database_url, data_dir=tmp_path, env=env or {}, args=args or []
+        )
         started.append(process)
         return process.start()
 

@@ -12,13 +12,17 @@ from wp_llm import catalog
 FINAL_STATUSES = {"succeeded", "failed", "cancelled"}
 
 
-def create_webhook(client: httpx.Client, url: str, events: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+def create_webhook(
+    client: httpx.Client, url: str, events: list[str] | None = None, **fields: Any
+) -> dict[str, Any]:
     response = client.post("/v1/webhooks", json={"url": url, "events": events or ["*"], **fields})
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
-def publish(client: httpx.Client, event_type: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+def publish(
+    client: httpx.Client, event_type: str, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
     payload = catalog.EVENT_TYPES[event_type].example if data is None else data
     response = client.post("/v1/events", json={"type": event_type, "data": payload})
     assert response.status_code == 201, response.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 from tests.conftest import Account
 from tests.e2e.helpers import create_webhook, deliveries_of, publish, wait_for_delivery
 from tests.support.receiver import Receiver, Reply
-
 from wp_llm import catalog
 
 
@@ -15,7 +14,9 @@ def test_webhook_lifecycle(account: Account, receiver: Receiver) -> None:
     assert created["object"] == "webhook"
     assert created["status"] == "enabled"
 
-    patched = account.client.patch(f"/v1/webhooks/{created['id']}", json={"events": ["*"], "enabled": False})
+    patched = account.client.patch(
+        f"/v1/webhooks/{created['id']}", json={"events": ["*"], "enabled": False}
+    )
     assert patched.json()["events"] == ["*"]
     assert patched.json()["status"] == "disabled"
     posted = account.client.post(f"/v1/webhooks/{created['id']}", json={"description": "prod"})
@@ -33,10 +34,14 @@ def test_webhooks_paginate_newest_first(account: Account, receiver: Receiver) ->
     assert first["object"] == "list"
     assert [w["id"] for w in first["data"]] == ids[:-3:-1]
     assert first["has_more"] is True
-    rest = account.client.get("/v1/webhooks", params={"limit": 10, "starting_after": first["data"][-1]["id"]}).json()
+    rest = account.client.get(
+        "/v1/webhooks", params={"limit": 10, "starting_after": first["data"][-1]["id"]}
+    ).json()
     assert [w["id"] for w in rest["data"]] == ids[2::-1]
     assert rest["has_more"] is False
-    back = account.client.get("/v1/webhooks", params={"limit": 2, "ending_before": rest["data"][0]["id"]}).json()
+    back = account.client.get(
+        "/v1/webhooks", params={"limit": 2, "ending_before": rest["data"][0]["id"]}
+    ).json()
     assert [w["id"] for w in back["data"]] == ids[:-3:-1]
 
 
@@ -47,7 +52,9 @@ def test_accounts_see_only_their_own_objects(account: Account, receiver: Receive
     other_key = account.service.create_key()
     with account.service.client(other_key) as other:
         assert other.get(f"/v1/webhooks/{webhook['id']}").status_code == 404
-        assert other.patch(f"/v1/webhooks/{webhook['id']}", json={"enabled": False}).status_code == 404
+        assert (
+            other.patch(f"/v1/webhooks/{webhook['id']}", json={"enabled": False}).status_code == 404
+        )
         assert other.delete(f"/v1/webhooks/{webhook['id']}").status_code == 404
         assert other.get(f"/v1/events/{event['id']}").status_code == 404
         assert other.get(f"/v1/deliveries/{delivery['id']}").status_code == 404
@@ -58,7 +65,10 @@ def test_accounts_see_only_their_own_objects(account: Account, receiver: Receive
 
 
 def test_subscriptions_match_exact_prefix_and_star(account: Account) -> None:
-    receivers = {pattern: Receiver().start() for pattern in ("generation.completed", "generation.*", "*", "model.*")}
+    receivers = {
+        pattern: Receiver().start()
+        for pattern in ("generation.completed", "generation.*", "*", "model.*")
+    }
     try:
         for pattern, server in receivers.items():
             create_webhook(account.client, server.url, [pattern])
@@ -113,7 +123,9 @@ def test_test_endpoint_reports_success(account: Account, receiver: Receiver) -> 
 def test_test_endpoint_reports_failure(account: Account, receiver: Receiver) -> None:
     receiver.reply_with(Reply(500, body=b"boom"))
     webhook = create_webhook(account.client, receiver.url)
-    result = account.client.post(f"/v1/webhooks/{webhook['id']}/test", json={"type": "analysis.completed"}).json()
+    result = account.client.post(
+        f"/v1/webhooks/{webhook['id']}/test", json={"type": "analysis.completed"}
+    ).json()
     assert result["success"] is False
     assert result["status_code"] == 500
     assert result["response_body"] == "boom"

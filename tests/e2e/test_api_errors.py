@@ -14,7 +14,9 @@ from tests.support.receiver import Receiver
 ENVELOPE_FIELDS = {"type", "code", "message", "details", "request_id", "timestamp"}
 
 
-def assert_error(response: httpx.Response, status: int, error_type: str, field: str | None = None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response, status: int, error_type: str, field: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == ENVELOPE_FIELDS
@@ -34,7 +36,10 @@ BAD_WEBHOOKS = [
     ({"url": "https://example.com/hook"}, "events"),
     ({"url": "https://example.com/hook", "events": []}, "events"),
     ({"url": "https://example.com/hook", "events": "generation.completed"}, "events"),
-    ({"url": "https://example.com/hook", "events": ["*"], "colour": "red"}, "colour"),  # unknown field
+    (
+        {"url": "https://example.com/hook", "events": ["*"], "colour": "red"},
+        "colour",
+    ),  # unknown field
     ({"url": "https://example.com/hook", "events": ["*"], "secret": "short"}, "secret"),
     ({"url": "https://example.com/hook", "events": ["*"], "description": 5}, "description"),
     ({"url": "https://example.com/hook", "events": ["*"], "enabled": "maybe"}, "enabled"),
@@ -48,7 +53,8 @@ def test_bad_webhook_is_rejected(account: Account, body: dict[str, Any], field: 
 
 def test_unknown_event_type_lists_valid_ones(account: Account) -> None:
     response = account.client.post(
-        "/v1/webhooks", json={"url": "https://example.com/hook", "events": ["generation.*", "generation.done"]}
+        "/v1/webhooks",
+        json={"url": "https://example.com/hook", "events": ["generation.*", "generation.done"]},
     )
     error = assert_error(response, 400, "validation_error", "events[1]")
     assert "generation.completed" in error["details"]["valid"]
@@ -57,15 +63,25 @@ def test_unknown_event_type_lists_valid_ones(account: Account) -> None:
 
 @pytest.mark.parametrize("content", [b"{", b"[]", b"null", b'{"url": 1}', b"\xff\xfe"])
 def test_malformed_body_is_rejected(account: Account, content: bytes) -> None:
-    response = account.client.post("/v1/webhooks", content=content, headers={"content-type": "application/json"})
+    response = account.client.post(
+        "/v1/webhooks", content=content, headers={"content-type": "application/json"}
+    )
     assert_error(response, 400, "validation_error")
 
 
 def test_event_data_breaking_schema_is_422(account: Account) -> None:
     response = account.client.post(
         "/v1/events",
-        json={"type": "generation.completed", "data": {"id": "g", "object": "text_generation", "created": 1,
-                                                          "model": "m", "prompt": "p"}},
+        json={
+            "type": "generation.completed",
+            "data": {
+                "id": "g",
+                "object": "text_generation",
+                "created": 1,
+                "model": "m",
+                "prompt": "p",
+            },
+        },
     )
     error = assert_error(response, 422, "validation_error", "data.completion")
     assert "completion" in error["message"]
@@ -78,26 +94,44 @@ def test_event_of_unknown_type_is_400(account: Account) -> None:
 
 
 def test_event_data_with_nan_is_rejected(account: Account) -> None:
-    content = b'{"type": "usage.limit_exceeded", "data": {"limit": NaN, "current_usage": 1, "reset_time": 1, "retry_after": 1}}'
-    response = account.client.post("/v1/events", content=content, headers={"content-type": "application/json"})
+    content = (
+        b'{"type": "usage.limit_exceeded", "data": '
+        b'{"limit": NaN, "current_usage": 1, "reset_time": 1, "retry_after": 1}}'
+    )
+    response = account.client.post(
+        "/v1/events", content=content, headers={"content-type": "application/json"}
+    )
     assert response.status_code in {400, 422}
     assert response.json()["error"]["type"] == "validation_error"
 
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "ten"}, "limit"),
-     ({"starting_after": "a", "ending_before": "b"}, "ending_before")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"starting_after": "a", "ending_before": "b"}, "ending_before"),
+    ],
 )
-def test_bad_list_parameters_are_rejected(account: Account, params: dict[str, Any], field: str) -> None:
+def test_bad_list_parameters_are_rejected(
+    account: Account, params: dict[str, Any], field: str
+) -> None:
     assert_error(account.client.get("/v1/webhooks", params=params), 400, "validation_error", field)
 
 
 def test_bad_status_filter_is_rejected(account: Account) -> None:
-    assert_error(account.client.get("/v1/deliveries", params={"status": "lost"}), 400, "validation_error", "status")
+    assert_error(
+        account.client.get("/v1/deliveries", params={"status": "lost"}),
+        400,
+        "validation_error",
+        "status",
+    )
 
 
-@pytest.mark.parametrize("path", ["/v1/webhooks/webhook_nope", "/v1/events/evt_nope", "/v1/deliveries/dlv_nope"])
+@pytest.mark.parametrize(
+    "path", ["/v1/webhooks/webhook_nope", "/v1/events/evt_nope", "/v1/deliveries/dlv_nope"]
+)
 def test_unknown_ids_are_404(account: Account, path: str) -> None:
     assert_error(account.client.get(path), 404, "resource_error", "id")
 
@@ -111,7 +145,13 @@ def test_wrong_method_is_405_envelope(account: Account) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer  x y"}]
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer  x y"},
+    ],
 )
 def test_bad_credentials_are_401(account: Account, headers: dict[str, str]) -> None:
     with httpx.Client(base_url=account.service.base_url, headers=headers) as anonymous:

@@ -19,8 +19,10 @@ NODE = "/usr/bin/node"
 
 
 def node_round_trip(body: bytes) -> bytes:
-    script = "let s='';process.stdin.setEncoding('utf8');process.stdin.on('data',c=>s+=c)" \
-             ".on('end',()=>process.stdout.write(JSON.stringify(JSON.parse(s))))"
+    script = (
+        "let s='';process.stdin.setEncoding('utf8');process.stdin.on('data',c=>s+=c)"
+        ".on('end',()=>process.stdout.write(JSON.stringify(JSON.parse(s))))"
+    )
     return subprocess.run([NODE, "-e", script], input=body, capture_output=True, check=True).stdout
 
 
@@ -57,9 +59,14 @@ def test_delivery_headers_carry_both_signatures(account: Account, receiver: Rece
     assert headers["webhook-signature"] == f"v1,{expected}"
 
 
-def test_standard_webhooks_secret_form_is_base64_of_secret(account: Account, receiver: Receiver) -> None:
+def test_standard_webhooks_secret_form_is_base64_of_secret(
+    account: Account, receiver: Receiver
+) -> None:
     created = create_webhook(account.client, receiver.url, secret="plain-secret-value")
-    assert created["standard_webhooks_secret"] == "whsec_" + base64.b64encode(b"plain-secret-value").decode()
+    assert (
+        created["standard_webhooks_secret"]
+        == "whsec_" + base64.b64encode(b"plain-secret-value").decode()
+    )
 
 
 def test_generated_secret_is_long_and_unprefixed(account: Account, receiver: Receiver) -> None:
@@ -77,14 +84,21 @@ TRICKY_DATA = [
     {"big": 1e16, "tiny": 1e-7, "huge": 1e21, "small": 0.000001},  # exponent thresholds
     {"10": "ten", "2": "two", "b": 1, "a": 2, "01": "not an index"},  # index-like keys sort first
     {"counter": 12345678901234567890},  # integers beyond 2**53 lose precision as in JS
-    {"ctrl": "tab\there\u0001\u007f", "quote": "\"\\/"},
+    {"ctrl": "tab\there\u0001\u007f", "quote": '"\\/'},
 ]
 
 
 @pytest.mark.parametrize("extra", TRICKY_DATA)
 def test_body_survives_node_round_trip(account: Account, receiver: Receiver, extra: dict) -> None:
     create_webhook(account.client, receiver.url, ["generation.started"])
-    data = {"id": "gen_1", "object": "text_generation", "created": 1, "model": "wp-coder", "prompt": "p", **extra}
+    data = {
+        "id": "gen_1",
+        "object": "text_generation",
+        "created": 1,
+        "model": "wp-coder",
+        "prompt": "p",
+        **extra,
+    }
     publish(account.client, "generation.started", data)
     [request] = receiver.wait_for(1)
     assert node_round_trip(request.body) == request.body
@@ -98,5 +112,7 @@ def test_every_attempt_sends_the_same_bytes(account: Account, receiver: Receiver
     event = publish(account.client, "usage.limit_exceeded")
     requests = receiver.wait_for(3)
     assert {r.body for r in requests} == {requests[0].body}
-    assert {r.headers["x-wp-llm-delivery"] for r in requests} == {requests[0].headers["x-wp-llm-delivery"]}
+    assert {r.headers["x-wp-llm-delivery"] for r in requests} == {
+        requests[0].headers["x-wp-llm-delivery"]
+    }
     assert wait_for_delivery(account.client, event["id"])["status"] == "succeeded"

@@ -12,7 +12,9 @@ DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
 def test_demo_delivers_three_verified_events(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(DEMO), "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("succeeded") == 3

@@ -75,7 +75,9 @@ def test_gone_disables_the_webhook(account: Account, receiver: Receiver) -> None
     assert updated["enabled"] is False
     assert "410" in updated["disabled_reason"]
     later = publish(account.client, "generation.completed")
-    assert account.client.get("/v1/deliveries", params={"event_id": later["id"]}).json()["data"] == []
+    assert (
+        account.client.get("/v1/deliveries", params={"event_id": later["id"]}).json()["data"] == []
+    )
 
 
 def test_exhausted_schedule_fails_the_delivery(account: Account, receiver: Receiver) -> None:
@@ -102,7 +104,9 @@ def test_manual_retry_redelivers_now(account: Account, receiver: Receiver) -> No
     assert wait_for_delivery(account.client, event["id"])["attempt_count"] == 2
 
 
-def test_deleting_a_webhook_cancels_its_pending_deliveries(account: Account, receiver: Receiver) -> None:
+def test_deleting_a_webhook_cancels_its_pending_deliveries(
+    account: Account, receiver: Receiver
+) -> None:
     receiver.default = Reply(500)
     webhook = create_webhook(account.client, receiver.url)
     event = publish(account.client, "generation.completed")

@@ -56,7 +56,9 @@ class Receiver:
             while len(self.requests) < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"expected {count} requests within {timeout}s, got {len(self.requests)}")
+                    raise AssertionError(
+                        f"expected {count} requests within {timeout}s, got {len(self.requests)}"
+                    )
                 self._lock.wait(remaining)
             return list(self.requests)
 

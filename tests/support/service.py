@@ -18,7 +18,9 @@ import psycopg
 from wp_llm.server.db.engine import create_db_engine, migrate
 from wp_llm.server.store import accounts
 
-POSTGRES_ADMIN_URL = os.environ.get("WP_LLM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WP_LLM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 START_TIMEOUT_SECONDS = 30.0
 
 # Short delays so retry tests finish in seconds; jitter off so the schedule is exact.
@@ -73,10 +75,14 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         environment = {**os.environ, **TEST_ENVIRONMENT, **self.env}
-        environment.update(WP_LLM_DATABASE_URL=self.database_url, WP_LLM_DATA_DIR=str(self.data_dir))
+        environment.update(
+            WP_LLM_DATABASE_URL=self.database_url, WP_LLM_DATA_DIR=str(self.data_dir)
+        )
         command = [sys.executable, "-m", "wp_llm", "serve", "--port", str(self.port), *self.args]
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
         self._wait_ready()
         return self
 
@@ -85,14 +91,18 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"service exited with {self.process.returncode}:\n{self.log_path.read_text()}"
+                )
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"service not ready after {START_TIMEOUT_SECONDS}s:\n{self.log_path.read_text()}")
+        raise RuntimeError(
+            f"service not ready after {START_TIMEOUT_SECONDS}s:\n{self.log_path.read_text()}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -116,7 +126,9 @@ class ServiceProcess:
         try:
             migrate(engine)
             name = account or "acct-" + uuid.uuid4().hex[:10]
-            return accounts.create_key(engine, account_id=accounts.ensure_account(engine, name), name=name).token
+            return accounts.create_key(
+                engine, account_id=accounts.ensure_account(engine, name), name=name
+            ).token
         finally:
             engine.dispose()
 

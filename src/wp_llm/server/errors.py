@@ -1,15 +1,15 @@
 """Errors of the service, each mapped to one status code and error-envelope type.
 
-    ServiceError
-    ├── AuthenticationFailed     401 authentication_error
-    ├── PermissionDenied         403 authorization_error
-    ├── InvalidRequest           400 validation_error
-    │   └── UnprocessableData    422 validation_error
-    ├── ResourceNotFound         404 resource_error
-    ├── ResourceConflict         409 resource_error
-    ├── RateLimited              429 rate_limit_error
-    ├── QuotaExceeded            429 quota_error
-    └── ServiceUnavailable       503 server_error
+ServiceError
+├── AuthenticationFailed     401 authentication_error
+├── PermissionDenied         403 authorization_error
+├── InvalidRequest           400 validation_error
+│   └── UnprocessableData    422 validation_error
+├── ResourceNotFound         404 resource_error
+├── ResourceConflict         409 resource_error
+├── RateLimited              429 rate_limit_error
+├── QuotaExceeded            429 quota_error
+└── ServiceUnavailable       503 server_error
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ import sys
 
 # Attributes every LogRecord has; anything else came from `extra=` and is printed as key=value.
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {
-    "message", "asctime", "taskName", "color_message",
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 
@@ -18,8 +21,10 @@ class KeyValueFormatter(logging.Formatter):
         line = super().format(record)
         fields = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES}
         if fields:
-            line += " " + " ".join(f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
-                                   for k, v in fields.items())
+            line += " " + " ".join(
+                f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
+                for k, v in fields.items()
+            )
         return line
 
 

@@ -43,7 +43,9 @@ def retrieve_delivery(
     principal: Principal = Depends(require_account),
     context: ServiceContext = Depends(get_context),
 ) -> dict[str, Any]:
-    return delivery_object(delivery_store.get_delivery(context.engine, principal.account_id or "", delivery_id))
+    return delivery_object(
+        delivery_store.get_delivery(context.engine, principal.account_id or "", delivery_id)
+    )
 
 
 @router.post("/{delivery_id}/retry", status_code=202, summary="Redeliver now")
