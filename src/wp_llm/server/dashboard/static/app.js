@@ -68,9 +68,12 @@ function drawLatency(buckets) {
   const width = 720 / buckets.length;
   for (const [field, className] of [["p50_ms", "p50"], ["p95_ms", "p95"]]) {
     const points = buckets
-      .map((b, i) => (b[field] === null ? null : `${i * width + width / 2},${150 - (b[field] / peak) * 140}`))
+      .map((b, i) => (b[field] === null ? null : [i * width + width / 2, 150 - (b[field] / peak) * 140]))
       .filter(Boolean);
-    if (points.length) svg.appendChild(svgElement("polyline", { points: points.join(" "), class: className }));
+    if (points.length > 1) {
+      svg.appendChild(svgElement("polyline", { points: points.map((p) => p.join(",")).join(" "), class: className }));
+    }
+    for (const [x, y] of points) svg.appendChild(svgElement("circle", { cx: x, cy: y, r: 3, class: `${className}-dot` }));
   }
   const label = svgElement("text", { x: 4, y: 12 });
   label.textContent = `max ${peak} ms (blue: p50, orange: p95)`;
