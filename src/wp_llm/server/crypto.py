@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -55,12 +56,30 @@ def load_secret_box(secret_key: str | None, data_dir: Path) -> SecretBox:
         return SecretBox(secret_key)
     path = data_dir / KEY_FILE_NAME
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(Fernet.generate_key())
-        logger.info("secret key file created", extra={"path": str(path)})
+        _create_key_file(path)
     return SecretBox(path.read_bytes().strip())
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to a temporary file, then link it into place.
+
+    The link fails if another process created the key first, so processes that
+    start together all end up with the same key and none reads a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(Fernet.generate_key())
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(temporary, path)
+        logger.info("secret key file created", extra={"path": str(path)})
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
 
 
 def hash_api_key(token: str) -> str:

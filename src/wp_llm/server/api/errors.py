@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wp_llm.server.errors import ServiceError, ServiceUnavailable
@@ -71,7 +72,10 @@ def _validation_details(error: RequestValidationError) -> tuple[str, dict[str, A
     problems = []
     for item in error.errors():
         if item.get("type") == "json_invalid":
-            return "The request body is not valid JSON.", {"field": "body", "reason": item.get("msg")}
+            return "The request body is not valid JSON.", {
+                "field": "body",
+                "reason": item.get("msg"),
+            }
         problems.append({"field": field_path(item.get("loc", ())), "message": item.get("msg", "")})
     first = problems[0] if problems else {"field": "body", "message": "invalid request"}
     message = f"Invalid value for {first['field']}: {first['message']}"
@@ -95,28 +99,55 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         message, details = _validation_details(error)
         return envelope(
-            request, 400, error_type="validation_error", code="invalid_request",
-            message=message, details=details,
+            request,
+            400,
+            error_type="validation_error",
+            code="invalid_request",
+            message=message,
+            details=details,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        error_type, code = _HTTP_ERRORS.get(error.status_code, ("validation_error", "invalid_request"))
+        error_type, code = _HTTP_ERRORS.get(
+            error.status_code, ("validation_error", "invalid_request")
+        )
         message = str(error.detail) if error.detail else "The request failed."
         if error.status_code == 404:
             message = f"No route matches {request.method} {request.url.path}."
-        return envelope(request, error.status_code, error_type=error_type, code=code, message=message,
-                        headers=getattr(error, "headers", None))
+        return envelope(
+            request,
+            error.status_code,
+            error_type=error_type,
+            code=code,
+            message=message,
+            headers=getattr(error, "headers", None),
+        )
 
     @app.exception_handler(OperationalError)
-    async def _database_down(request: Request, error: OperationalError) -> JSONResponse:
-        logger.warning("database unavailable", extra={"request_id": request_id_of(request), "error": str(error)[:200]})
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_down(request: Request, error: Exception) -> JSONResponse:
+        logger.warning(
+            "database unavailable",
+            extra={"request_id": request_id_of(request), "error": str(error)[:200]},
+        )
         unavailable = ServiceUnavailable("The database is unavailable; retry the request shortly.")
-        return envelope(request, 503, error_type=unavailable.error_type, code=unavailable.code,
-                        message=unavailable.message, headers={"Retry-After": "1"})
+        return envelope(
+            request,
+            503,
+            error_type=unavailable.error_type,
+            code=unavailable.code,
+            message=unavailable.message,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error", extra={"request_id": request_id_of(request)})
-        return envelope(request, 500, error_type="server_error", code="internal_error",
-                        message="The server failed to handle the request; it has been logged.")
+        return envelope(
+            request,
+            500,
+            error_type="server_error",
+            code="internal_error",
+            message="The server failed to handle the request; it has been logged.",
+        )
