@@ -1,0 +1,443 @@
+"""Usage state: account limits, shared rate-limit buckets, notice windows, event counts.
+
+The policies in `wp_llm.server.usage` decide; the functions here store what they
+decided, each in one transaction so that concurrent API processes agree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Table, and_, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from wp_llm.catalog import matches
+from wp_llm.server import ids
+from wp_llm.server.db.schema import (
+    account_limits,
+    accounts,
+    api_keys,
+    rate_limit_buckets,
+    rate_limit_notices,
+    usage_periods,
+    webhooks,
+)
+from wp_llm.server.errors import QuotaExceeded
+from wp_llm.server.store import events as event_store
+from wp_llm.server.store.events import PublishedEvent
+from wp_llm.server.usage import notices
+from wp_llm.server.usage.quota import Period, QuotaPolicy, month_period
+from wp_llm.server.usage.ratelimit import BucketState, Grant
+
+logger = logging.getLogger(__name__)
+
+BucketDecider = Callable[[BucketState | None], Grant]
+
+
+def _to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    """Return an INSERT of this connection's dialect, which supports ON CONFLICT."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# --- Account limits -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """An account's overrides of the operator's defaults; None keeps the default."""
+
+    rate_limit: float | None = None
+    rate_limit_burst: int | None = None
+    event_quota: int | None = None
+
+
+def get_account_limits(connection: Connection, account_id: str) -> AccountLimits:
+    query = select(
+        account_limits.c.rate_limit, account_limits.c.rate_limit_burst, account_limits.c.event_quota
+    ).where(account_limits.c.account_id == account_id)
+    row = connection.execute(query).first()
+    if row is None:
+        return AccountLimits()
+    return AccountLimits(row.rate_limit, row.rate_limit_burst, row.event_quota)
+
+
+def set_account_limits(engine: Engine, account_id: str, changes: dict[str, float | int]) -> None:
+    """Store the overrides named in `changes`, and keep the account's other overrides."""
+    values = {**changes, "updated": ids.now_ms()}
+    with engine.begin() as connection:
+        statement = _insert(connection, account_limits).values(account_id=account_id, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[account_limits.c.account_id], set_=values
+        )
+        connection.execute(statement)
+
+
+def clear_account_limits(engine: Engine, account_id: str) -> bool:
+    """Drop every override of the account; return whether it had any."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            delete(account_limits).where(account_limits.c.account_id == account_id)
+        )
+    return result.rowcount > 0
+
+
+# --- Rate limits ----------------------------------------------------------------------
+
+
+def take_tokens(engine: Engine, key_id: str, decide: BucketDecider) -> Grant:
+    """Run `decide` on the key's shared bucket under a row lock, and store the new state.
+
+    The lock serializes processes that take from the same bucket, so no token is spent
+    twice; on SQLite the write transaction itself serializes them.
+    """
+    with engine.begin() as connection:
+        _skip_commit_flush(connection)
+        state = _lock_bucket(connection, key_id)
+        if state is None:
+            grant = decide(None)
+            if _create_bucket(connection, key_id, grant.state):
+                return grant
+            # Another process created the bucket after our read; decide on its state.
+            state = _lock_bucket(connection, key_id)
+
+        grant = decide(state)
+        connection.execute(
+            update(rate_limit_buckets)
+            .where(rate_limit_buckets.c.key_id == key_id)
+            .values(tokens=grant.state.tokens, updated=_to_ms(grant.state.updated))
+        )
+        return grant
+
+
+def _skip_commit_flush(connection: Connection) -> None:
+    """Commit without waiting for the WAL flush, on PostgreSQL.
+
+    A crash may then lose the last bucket updates, which only returns a few tokens,
+    while the flush wait would be most of the cost of every request.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
+def _lock_bucket(connection: Connection, key_id: str) -> BucketState | None:
+    query = (
+        select(rate_limit_buckets.c.tokens, rate_limit_buckets.c.updated)
+        .where(rate_limit_buckets.c.key_id == key_id)
+        .with_for_update()
+    )
+    row = connection.execute(query).first()
+    return None if row is None else BucketState(tokens=row.tokens, updated=row.updated / 1000)
+
+
+def _create_bucket(connection: Connection, key_id: str, state: BucketState) -> bool:
+    statement = (
+        _insert(connection, rate_limit_buckets)
+        .values(key_id=key_id, tokens=state.tokens, updated=_to_ms(state.updated))
+        .on_conflict_do_nothing(index_elements=[rate_limit_buckets.c.key_id])
+        .returning(rate_limit_buckets.c.key_id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+@dataclass(frozen=True)
+class NoticeClaim:
+    """The outcome of a request to open a notice window."""
+
+    # The notice this request published, or None when a window was already open.
+    published: PublishedEvent | None
+    # The end of the window in force, in Unix seconds.
+    window_ends: float
+
+
+def publish_limit_notice(
+    engine: Engine,
+    account_id: str,
+    key_id: str,
+    data: dict[str, Any],
+    *,
+    now: float,
+    window_ends: float,
+) -> NoticeClaim:
+    """Publish `usage.limit_exceeded` unless the key's notice window is still open.
+
+    Opening the window and storing the notice share one transaction, so any number of
+    concurrent requests in any number of processes publish one notice per window.
+    """
+    with engine.begin() as connection:
+        statement = _insert(connection, rate_limit_notices).values(
+            key_id=key_id, window_ends=_to_ms(window_ends)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[rate_limit_notices.c.key_id],
+            set_={"window_ends": _to_ms(window_ends)},
+            where=rate_limit_notices.c.window_ends <= _to_ms(now),
+        ).returning(rate_limit_notices.c.window_ends)
+        if connection.execute(statement).first() is None:
+            return NoticeClaim(published=None, window_ends=_open_window_end(connection, key_id))
+
+        published = event_store.insert_event(connection, account_id, notices.LIMIT_EXCEEDED, data)
+        return NoticeClaim(published=published, window_ends=window_ends)
+
+
+def _open_window_end(connection: Connection, key_id: str) -> float:
+    query = select(rate_limit_notices.c.window_ends).where(rate_limit_notices.c.key_id == key_id)
+    return float(connection.execute(query).scalar_one()) / 1000
+
+
+# --- Event quotas ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeteredPublish:
+    """A published event and the usage notices its count made due."""
+
+    event: PublishedEvent
+    notices: list[PublishedEvent] = field(default_factory=list)
+
+    @property
+    def delivery_count(self) -> int:
+        return sum(len(item.delivery_ids) for item in [self.event, *self.notices])
+
+
+class _QuotaFull(Exception):
+    """The count refused one more event; raised inside the transaction to roll it back."""
+
+    def __init__(self, policy: QuotaPolicy) -> None:
+        super().__init__(policy.quota)
+        self.policy = policy
+
+
+def publish_metered(
+    engine: Engine,
+    account_id: str,
+    event_type: str,
+    data: Any,
+    *,
+    default_quota: int,
+    thresholds: tuple[int, ...],
+    now: float,
+) -> MeteredPublish:
+    """Count the event against the account's quota and publish it, in one transaction.
+
+    The count takes a row lock on the account's counter that lasts until commit, so
+    concurrent publishers never push the count past the quota. The warnings and the
+    `usage.quota_exceeded` notice that the new count makes due are published in the
+    same transaction, uncounted. Raise QuotaExceeded when the quota is used up.
+    """
+    period = month_period(now)
+    try:
+        with engine.begin() as connection:
+            quota = get_account_limits(connection, account_id).event_quota
+            policy = QuotaPolicy(default_quota if quota is None else quota, thresholds)
+            counter = _count_event(connection, account_id, period, policy)
+            if counter is None:
+                raise _QuotaFull(policy)
+
+            event = event_store.insert_event(connection, account_id, event_type, data)
+            due = _publish_quota_notices(connection, account_id, policy, counter, period)
+            return MeteredPublish(event=event, notices=due)
+    except _QuotaFull as full:
+        _notify_quota_reached(engine, account_id, full.policy, period)
+        raise QuotaExceeded(
+            f"Account {account_id} used its quota of {full.policy.quota} events for "
+            f"{period.label}; publishing resumes when the period ends at {period.end_text}.",
+            details={
+                "quota": full.policy.quota,
+                "period_start": period.start,
+                "period_end": period.end,
+            },
+            headers={"Retry-After": str(period.seconds_left(now))},
+        ) from None
+
+
+def _count_event(
+    connection: Connection, account_id: str, period: Period, policy: QuotaPolicy
+) -> Row[Any] | None:
+    """Add one to the period's count unless the quota is used up; None when it is."""
+    statement = _insert(connection, usage_periods).values(
+        account_id=account_id, period_start=period.start, event_count=1
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[usage_periods.c.account_id, usage_periods.c.period_start],
+        set_={"event_count": usage_periods.c.event_count + 1},
+        where=None if policy.unlimited else usage_periods.c.event_count < policy.quota,
+    ).returning(
+        usage_periods.c.event_count, usage_periods.c.warned_percent, usage_periods.c.quota_notified
+    )
+    return connection.execute(statement).first()
+
+
+def _publish_quota_notices(
+    connection: Connection, account_id: str, policy: QuotaPolicy, counter: Row[Any], period: Period
+) -> list[PublishedEvent]:
+    count = counter.event_count
+    due = policy.notices_due(count, counter.warned_percent, counter.quota_notified)
+    if not due:
+        return []
+
+    connection.execute(
+        update(usage_periods)
+        .where(_period_row(account_id, period))
+        .values(
+            warned_percent=max(due.warnings, default=counter.warned_percent),
+            quota_notified=counter.quota_notified or due.exceeded,
+        )
+    )
+    published = [
+        event_store.insert_event(
+            connection,
+            account_id,
+            notices.QUOTA_WARNING,
+            notices.warning_data(policy, count, threshold, period),
+        )
+        for threshold in due.warnings
+    ]
+    if due.exceeded:
+        data = notices.quota_exceeded_data(policy, count, period)
+        published.append(
+            event_store.insert_event(connection, account_id, notices.QUOTA_EXCEEDED, data)
+        )
+    logger.info(
+        "usage notices published",
+        extra={
+            "account_id": account_id,
+            "events": [event.id for event in published],
+            "count": count,
+        },
+    )
+    return published
+
+
+def _notify_quota_reached(
+    engine: Engine, account_id: str, policy: QuotaPolicy, period: Period
+) -> None:
+    """Publish `usage.quota_exceeded` if the period has none yet, as after a lowered quota."""
+    with engine.begin() as connection:
+        row = connection.execute(
+            update(usage_periods)
+            .where(_period_row(account_id, period), usage_periods.c.quota_notified.is_(False))
+            .values(quota_notified=True)
+            .returning(usage_periods.c.event_count)
+        ).first()
+        if row is not None:
+            data = notices.quota_exceeded_data(policy, row.event_count, period)
+            event = event_store.insert_event(connection, account_id, notices.QUOTA_EXCEEDED, data)
+            logger.info(
+                "usage notices published", extra={"account_id": account_id, "events": [event.id]}
+            )
+
+
+def _period_row(account_id: str, period: Period) -> Any:
+    return and_(
+        usage_periods.c.account_id == account_id, usage_periods.c.period_start == period.start
+    )
+
+
+# --- Operator views and announcements --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountUsage:
+    """One account as the operator sees it: live keys, this period's count and overrides."""
+
+    id: str
+    name: str
+    created: int
+    live_keys: int
+    events: int
+    warned_percent: int
+    quota_notified: bool
+    limits: AccountLimits
+
+
+def list_account_usage(
+    engine: Engine, period: Period, account_id: str | None = None
+) -> list[AccountUsage]:
+    """Return every account (or the one with `account_id`) ordered by name."""
+    live_keys = (
+        select(api_keys.c.account_id, func.count().label("live_keys"))
+        .where(api_keys.c.revoked_at.is_(None))
+        .group_by(api_keys.c.account_id)
+        .subquery()
+    )
+    query = (
+        select(
+            accounts.c.id,
+            accounts.c.name,
+            accounts.c.created,
+            func.coalesce(live_keys.c.live_keys, 0).label("live_keys"),
+            func.coalesce(usage_periods.c.event_count, 0).label("events"),
+            func.coalesce(usage_periods.c.warned_percent, 0).label("warned_percent"),
+            func.coalesce(usage_periods.c.quota_notified, False).label("quota_notified"),
+            account_limits.c.rate_limit,
+            account_limits.c.rate_limit_burst,
+            account_limits.c.event_quota,
+        )
+        .select_from(accounts)
+        .outerjoin(live_keys, live_keys.c.account_id == accounts.c.id)
+        .outerjoin(
+            usage_periods,
+            and_(
+                usage_periods.c.account_id == accounts.c.id,
+                usage_periods.c.period_start == period.start,
+            ),
+        )
+        .outerjoin(account_limits, account_limits.c.account_id == accounts.c.id)
+        .order_by(accounts.c.name)
+    )
+    if account_id is not None:
+        query = query.where(accounts.c.id == account_id)
+    with engine.connect() as connection:
+        return [_account_usage(row) for row in connection.execute(query)]
+
+
+def _account_usage(row: Any) -> AccountUsage:
+    return AccountUsage(
+        id=row.id,
+        name=row.name,
+        created=row.created,
+        live_keys=row.live_keys,
+        events=row.events,
+        warned_percent=row.warned_percent,
+        quota_notified=bool(row.quota_notified),
+        limits=AccountLimits(row.rate_limit, row.rate_limit_burst, row.event_quota),
+    )
+
+
+def subscribed_accounts(connection: Connection, event_type: str) -> list[str]:
+    """Ids of the accounts with at least one enabled webhook subscribed to the type."""
+    rows = connection.execute(
+        select(webhooks.c.account_id, webhooks.c.events).where(webhooks.c.enabled.is_(True))
+    )
+    return sorted(
+        {
+            row.account_id
+            for row in rows
+            if any(matches(pattern, event_type) for pattern in json.loads(row.events))
+        }
+    )
+
+
+def publish_announcement(
+    engine: Engine, event_type: str, data: dict[str, Any]
+) -> list[PublishedEvent]:
+    """Publish the event to every subscribed account in one transaction, uncounted.
+
+    One transaction means a failed announcement reaches no account, so running it again
+    does not announce twice.
+    """
+    with engine.begin() as connection:
+        return [
+            event_store.insert_event(connection, account_id, event_type, data)
+            for account_id in subscribed_accounts(connection, event_type)
+        ]
