@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="wp-llm",
@@ -20,12 +21,13 @@ console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> None:
     """Print an error that says what to do, and exit without a traceback."""
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    # Escaped, so that names and values in brackets print as typed instead of as markup.
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
 def main() -> None:
     # Importing the command modules registers their commands on `app`.
-    from wp_llm.cli import _client, _server  # noqa: F401
+    from wp_llm.cli import _client, _operator, _server  # noqa: F401
 
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 from pathlib import Path
 
@@ -10,18 +11,28 @@ import typer
 
 from wp_llm.cli._app import app, fail, keys_app
 
-HOST_OPTION = typer.Option(None, "--host", envvar="WP_LLM_HOST", help="Address to listen on [default: 127.0.0.1].")
-PORT_OPTION = typer.Option(None, "--port", envvar="WP_LLM_PORT", help="TCP port to listen on [default: 8080].")
+HOST_OPTION = typer.Option(
+    None, "--host", envvar="WP_LLM_HOST", help="Address to listen on [default: 127.0.0.1]."
+)
+PORT_OPTION = typer.Option(
+    None, "--port", envvar="WP_LLM_PORT", help="TCP port to listen on [default: 8080]."
+)
 DATABASE_OPTION = typer.Option(
-    None, "--database", envvar="WP_LLM_DATABASE_URL",
+    None,
+    "--database",
+    envvar="WP_LLM_DATABASE_URL",
     help="Database URL: sqlite:///path.db or postgresql://user@host/db [default: sqlite file in the data dir].",
 )
 DATA_DIR_OPTION = typer.Option(
-    None, "--data-dir", envvar="WP_LLM_DATA_DIR",
+    None,
+    "--data-dir",
+    envvar="WP_LLM_DATA_DIR",
     help="Folder for the SQLite file and the secret key file [default: ./var].",
 )
 PRIVATE_OPTION = typer.Option(
-    None, "--allow-private-networks/--deny-private-networks", envvar="WP_LLM_ALLOW_PRIVATE_NETWORKS",
+    None,
+    "--allow-private-networks/--deny-private-networks",
+    envvar="WP_LLM_ALLOW_PRIVATE_NETWORKS",
     help="Let deliveries reach loopback and private addresses (for local testing only).",
 )
 
@@ -58,7 +69,9 @@ def serve(
     database: str = DATABASE_OPTION,
     data_dir: Path = DATA_DIR_OPTION,
     allow_private_networks: bool = PRIVATE_OPTION,
-    worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the delivery engine in this process."),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Run the delivery engine in this process."
+    ),
     log_level: str = typer.Option("info", "--log-level", envvar="WP_LLM_LOG_LEVEL"),
 ) -> None:
     """Run the API, and the delivery engine unless --no-worker; migrates the database first."""
@@ -69,11 +82,21 @@ def serve(
 
     configure_logging(log_level)
     settings = _settings(
-        host=host, port=port, database_url=database, data_dir=data_dir,
-        allow_private_networks=allow_private_networks, run_worker=worker,
+        host=host,
+        port=port,
+        database_url=database,
+        data_dir=data_dir,
+        allow_private_networks=allow_private_networks,
+        run_worker=worker,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, access_log=False, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout)),
+    )
 
 
 @app.command("worker")
@@ -89,7 +112,9 @@ def run_worker(
     from wp_llm.server.logs import configure_logging
 
     configure_logging(log_level)
-    settings = _settings(database_url=database, data_dir=data_dir, allow_private_networks=allow_private_networks)
+    settings = _settings(
+        database_url=database, data_dir=data_dir, allow_private_networks=allow_private_networks
+    )
 
     async def run() -> None:
         context = await asyncio.to_thread(build_context, settings)
@@ -111,8 +136,12 @@ def migrate(database: str = DATABASE_OPTION, data_dir: Path = DATA_DIR_OPTION) -
 
 @keys_app.command("create")
 def create_key(
-    account: str = typer.Option(None, "--account", help="Account name; created if it does not exist."),
-    service: str = typer.Option(None, "--service", help="Create a platform service key with this name."),
+    account: str = typer.Option(
+        None, "--account", help="Account name; created if it does not exist."
+    ),
+    service: str = typer.Option(
+        None, "--service", help="Create a platform service key with this name."
+    ),
     database: str = DATABASE_OPTION,
     data_dir: Path = DATA_DIR_OPTION,
 ) -> None:
@@ -123,7 +152,9 @@ def create_key(
         fail("pass exactly one of --account NAME or --service NAME")
     engine = _engine(database, data_dir)
     if account:
-        created = accounts.create_key(engine, account_id=accounts.ensure_account(engine, account), name=account)
+        created = accounts.create_key(
+            engine, account_id=accounts.ensure_account(engine, account), name=account
+        )
     else:
         created = accounts.create_key(engine, account_id=None, kind="service", name=service)
     typer.echo(created.token)
