@@ -23,7 +23,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from wp_llm import catalog
+from wp_llm import Client, Delivery, catalog
 from wp_llm.webhooks import SignatureVerificationError, Webhook
 
 DEMO_EVENTS = ("generation.completed", "analysis.completed", "usage.limit_exceeded")
@@ -124,14 +124,43 @@ def create_key(data_dir: Path) -> str:
     ).stdout.strip()
 
 
-def wait_for_outcome(client: httpx.Client, event_id: str) -> dict:
+def wait_for_outcome(client: Client, event_id: str) -> Delivery | None:
+    """Poll the delivery log until the event's delivery is no longer pending."""
     deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
+    found: list[Delivery] = []
     while time.monotonic() < deadline:
-        found = client.get("/v1/deliveries", params={"event_id": event_id}).json()["data"]
-        if found and found[0]["status"] != "pending":
-            return client.get(f"/v1/deliveries/{found[0]['id']}").json()
+        found = client.deliveries.list(event_id=event_id).data
+        if found and found[0].status != "pending":
+            return client.deliveries.retrieve(found[0].id)
         time.sleep(0.1)
-    return found[0] if found else {"status": "not created", "attempts": []}
+    return found[0] if found else None
+
+
+COLUMNS = (
+    "event type",
+    "delivery",
+    "status",
+    "HTTP",
+    "latency",
+    "webhook-signature",
+    "X-WP-LLM-Signature",
+)
+
+
+def describe(delivery: Delivery | None, receiver: VerifyingReceiver) -> list[str]:
+    """One table row: the delivery's outcome and what the receiver found in its signatures."""
+    if delivery is None:
+        return ["-", "not created", "-", "-", "-", "-"]
+    attempt = delivery.attempts[-1] if delivery.attempts else None
+    checks = receiver.results.get(delivery.id, {})
+    return [
+        delivery.id,
+        delivery.status,
+        str(attempt.status_code) if attempt else "-",
+        f"{attempt.latency_ms} ms" if attempt else "-",
+        checks.get("standard", "-"),
+        checks.get("hex", "-"),
+    ]
 
 
 def run(data_dir: Path, port: int, keep_running: bool) -> int:
@@ -142,50 +171,24 @@ def run(data_dir: Path, port: int, keep_running: bool) -> int:
     try:
         key = create_key(data_dir)
         base_url = f"http://127.0.0.1:{port}"
-        with httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        ) as client:
-            webhook = client.post(
-                "/v1/webhooks",
-                json={
-                    "url": receiver.url,
-                    "events": list(DEMO_EVENTS),
-                    "description": "demo receiver",
-                },
-            ).json()
-            receiver.webhook = Webhook(webhook["secret"])
+        with Client(api_key=key, base_url=base_url) as client:
+            webhook = client.webhooks.create(
+                url=receiver.url, events=list(DEMO_EVENTS), description="demo receiver"
+            )
+            receiver.webhook = Webhook(webhook.secret or "")
             console.print(f"service  {base_url}  (SQLite file in {data_dir})")
-            console.print(f"webhook  {webhook['id']} -> {receiver.url}")
-            table = Table(title="Deliveries")
-            for column in (
-                "event type",
-                "delivery",
-                "status",
-                "HTTP",
-                "latency",
-                "webhook-signature",
-                "X-WP-LLM-Signature",
-            ):
-                table.add_column(column, no_wrap=True)
+            console.print(f"webhook  {webhook.id} -> {receiver.url}")
             failures = 0
+            table = Table(title="Deliveries")
+            for column in COLUMNS:
+                table.add_column(column, no_wrap=True)
             for event_type in DEMO_EVENTS:
-                event = client.post(
-                    "/v1/events",
-                    json={"type": event_type, "data": catalog.EVENT_TYPES[event_type].example},
-                ).json()
-                delivery = wait_for_outcome(client, event["id"])
-                attempt = (delivery.get("attempts") or [{}])[-1]
-                checks = receiver.results.get(delivery.get("id", ""), {})
-                failures += delivery["status"] != "succeeded"
-                table.add_row(
-                    event_type,
-                    delivery.get("id", "-"),
-                    delivery["status"],
-                    str(attempt.get("status_code")),
-                    f"{attempt.get('latency_ms')} ms",
-                    checks.get("standard", "-"),
-                    checks.get("hex", "-"),
+                event = client.events.create(
+                    type=event_type, data=catalog.EVENT_TYPES[event_type].example
                 )
+                delivery = wait_for_outcome(client, event.id)
+                failures += delivery is None or delivery.status != "succeeded"
+                table.add_row(event_type, *describe(delivery, receiver))
             console.print(table)
         if keep_running:
             console.print(
