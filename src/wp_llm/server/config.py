@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 DEFAULT_DATA_DIR = Path("var")
 DEFAULT_HOST = "127.0.0.1"
@@ -28,6 +29,27 @@ DEFAULT_POLL_INTERVAL_SECONDS = 1.0
 DEFAULT_MAX_IN_FLIGHT = 256
 DEFAULT_PER_ENDPOINT_CONCURRENCY = 16
 DEFAULT_RESPONSE_BODY_LIMIT_BYTES = 4096
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 10.0
+DEFAULT_RETENTION_SECONDS = 30 * 86400.0
+DEFAULT_PURGE_INTERVAL_SECONDS = 600.0
+DEFAULT_DATABASE_POOL_SIZE = 10
+DEFAULT_RATE_LIMIT_PER_SECOND = 100.0
+DEFAULT_RATE_LIMIT_NOTICE_INTERVAL_SECONDS = 60.0
+DEFAULT_QUOTA_WARNING_PERCENTS: tuple[int, ...] = (80, 90)
+# Caps on the per-endpoint settings that the API accepts.
+DEFAULT_MAX_ENDPOINT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_ENDPOINT_CONCURRENCY = 64
+DEFAULT_MAX_ENDPOINT_RATE_LIMIT_PER_SECOND = 1000.0
+DEFAULT_MAX_RETRY_ATTEMPTS = 20
+DEFAULT_MAX_RETRY_DELAY_SECONDS = 86400.0
+DEFAULT_MAX_RETRY_WINDOW_SECONDS = 7 * 86400.0
+DEFAULT_MAX_GRACE_PERIOD_SECONDS = 7 * 86400.0
+DEFAULT_CIRCUIT_FAILURE_THRESHOLD = 10
+DEFAULT_CIRCUIT_PROBE_INTERVAL_SECONDS = 60.0
+DEFAULT_DISABLE_AFTER_SECONDS = 5 * 86400.0
+DEFAULT_METRICS_INTERVAL_SECONDS = 15.0
+
+RateLimitStore = Literal["auto", "memory", "database"]
 
 
 class ConfigError(ValueError):
@@ -96,6 +118,21 @@ def parse_networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddre
     return tuple(networks)
 
 
+def parse_percentages(name: str, raw: str) -> tuple[int, ...]:
+    """Parse a comma-separated list of whole percentages from 1 to 100, such as `80,90`."""
+    values = sorted({_parse_int(name, part.strip()) for part in raw.split(",") if part.strip()})
+    if values and values[-1] > 100:
+        raise ConfigError(f"{name} must list percentages from 1 to 100, got {raw!r}")
+    return tuple(values)
+
+
+def parse_rate_limit_store(name: str, raw: str) -> RateLimitStore:
+    value = raw.strip().lower()
+    if value not in {"auto", "memory", "database"}:
+        raise ConfigError(f"{name} must be auto, memory or database, got {raw!r}")
+    return value  # type: ignore[return-value]
+
+
 def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'wp-llm.db').as_posix()}"
 
@@ -120,6 +157,39 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     per_endpoint_concurrency: int = DEFAULT_PER_ENDPOINT_CONCURRENCY
     response_body_limit: int = DEFAULT_RESPONSE_BODY_LIMIT_BYTES
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
+    # Events older than this are purged with their finished deliveries; 0 keeps them forever.
+    retention: float = DEFAULT_RETENTION_SECONDS
+    purge_interval: float = DEFAULT_PURGE_INTERVAL_SECONDS
+    database_pool_size: int = DEFAULT_DATABASE_POOL_SIZE
+    # Requests per second of each API key and its bucket size. A rate of 0 turns rate
+    # limits off, and no burst means one second of requests. Service keys fall back to
+    # the account values.
+    rate_limit: float = DEFAULT_RATE_LIMIT_PER_SECOND
+    rate_limit_burst: int | None = None
+    service_rate_limit: float | None = None
+    service_rate_limit_burst: int | None = None
+    rate_limit_store: RateLimitStore = "auto"
+    rate_limit_notice_interval: float = DEFAULT_RATE_LIMIT_NOTICE_INTERVAL_SECONDS
+    # Events each account may publish per calendar month in UTC; 0 means unlimited.
+    event_quota: int = 0
+    quota_warning_thresholds: tuple[int, ...] = DEFAULT_QUOTA_WARNING_PERCENTS
+    # For tests only: a file whose number of seconds the usage clock adds to the wall clock.
+    clock_offset_file: Path | None = None
+    # Caps on what one endpoint may ask for through the API (retry schedule: delays, count, sum).
+    max_endpoint_timeout: float = DEFAULT_MAX_ENDPOINT_TIMEOUT_SECONDS
+    max_endpoint_concurrency: int = DEFAULT_MAX_ENDPOINT_CONCURRENCY
+    max_endpoint_rate_limit: float = DEFAULT_MAX_ENDPOINT_RATE_LIMIT_PER_SECOND
+    max_retry_attempts: int = DEFAULT_MAX_RETRY_ATTEMPTS
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY_SECONDS
+    max_retry_window: float = DEFAULT_MAX_RETRY_WINDOW_SECONDS
+    max_grace_period: float = DEFAULT_MAX_GRACE_PERIOD_SECONDS
+    # The circuit of an endpoint opens after this many failed attempts in a row.
+    circuit_failure_threshold: int = DEFAULT_CIRCUIT_FAILURE_THRESHOLD
+    circuit_probe_interval: float = DEFAULT_CIRCUIT_PROBE_INTERVAL_SECONDS
+    # A webhook whose deliveries fail without a success for this long is disabled.
+    disable_after: float = DEFAULT_DISABLE_AFTER_SECONDS
+    metrics_interval: float = DEFAULT_METRICS_INTERVAL_SECONDS
     run_worker: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -149,6 +219,32 @@ _READERS = {
     "WP_LLM_MAX_IN_FLIGHT": ("max_in_flight", lambda n, v: _parse_int(n, v)),
     "WP_LLM_PER_ENDPOINT_CONCURRENCY": ("per_endpoint_concurrency", lambda n, v: _parse_int(n, v)),
     "WP_LLM_RESPONSE_BODY_LIMIT": ("response_body_limit", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_duration),
+    "WP_LLM_RETENTION": ("retention", parse_duration),
+    "WP_LLM_PURGE_INTERVAL": ("purge_interval", parse_duration),
+    "WP_LLM_DATABASE_POOL_SIZE": ("database_pool_size", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_RATE_LIMIT": ("rate_limit", lambda n, v: _parse_float(n, v)),
+    "WP_LLM_RATE_LIMIT_BURST": ("rate_limit_burst", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_SERVICE_RATE_LIMIT": ("service_rate_limit", lambda n, v: _parse_float(n, v)),
+    "WP_LLM_SERVICE_RATE_LIMIT_BURST": ("service_rate_limit_burst", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_RATE_LIMIT_STORE": ("rate_limit_store", parse_rate_limit_store),
+    "WP_LLM_RATE_LIMIT_NOTICE_INTERVAL": ("rate_limit_notice_interval", parse_duration),
+    "WP_LLM_EVENT_QUOTA": ("event_quota", lambda n, v: _parse_int(n, v, minimum=0)),
+    "WP_LLM_QUOTA_WARNING_THRESHOLDS": ("quota_warning_thresholds", parse_percentages),
+    "WP_LLM_CLOCK_OFFSET_FILE": ("clock_offset_file", lambda n, v: Path(v) if v.strip() else None),
+    "WP_LLM_MAX_ENDPOINT_TIMEOUT": ("max_endpoint_timeout", parse_duration),
+    "WP_LLM_MAX_ENDPOINT_CONCURRENCY": ("max_endpoint_concurrency", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_MAX_ENDPOINT_RATE_LIMIT": ("max_endpoint_rate_limit", lambda n, v: _parse_float(n, v)),
+    "WP_LLM_MAX_RETRY_ATTEMPTS": ("max_retry_attempts", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_MAX_RETRY_DELAY": ("max_retry_delay", parse_duration),
+    "WP_LLM_MAX_RETRY_WINDOW": ("max_retry_window", parse_duration),
+    "WP_LLM_MAX_GRACE_PERIOD": ("max_grace_period", parse_duration),
+    "WP_LLM_CIRCUIT_FAILURE_THRESHOLD": (
+        "circuit_failure_threshold", lambda n, v: _parse_int(n, v)
+    ),
+    "WP_LLM_CIRCUIT_PROBE_INTERVAL": ("circuit_probe_interval", parse_duration),
+    "WP_LLM_DISABLE_AFTER": ("disable_after", parse_duration),
+    "WP_LLM_METRICS_INTERVAL": ("metrics_interval", parse_duration),
 }
 
 
@@ -163,4 +259,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.retry_jitter >= 1:
         raise ConfigError(f"WP_LLM_RETRY_JITTER must be below 1, got {settings.retry_jitter}")
+    if settings.purge_interval <= 0:
+        interval = settings.purge_interval
+        raise ConfigError(f"WP_LLM_PURGE_INTERVAL must be above 0, got {interval:g}s")
+    for name, value in (
+        ("WP_LLM_MAX_ENDPOINT_TIMEOUT", settings.max_endpoint_timeout),
+        ("WP_LLM_MAX_ENDPOINT_RATE_LIMIT", settings.max_endpoint_rate_limit),
+        ("WP_LLM_CIRCUIT_PROBE_INTERVAL", settings.circuit_probe_interval),
+        ("WP_LLM_METRICS_INTERVAL", settings.metrics_interval),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{name} must be above 0, got {value:g}")
     return settings

@@ -8,33 +8,47 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
 from wp_llm import __version__
-from wp_llm.server.api import deliveries, event_types, events, webhooks
+from wp_llm.server import dashboard
+from wp_llm.server.api import deliveries, event_types, events, stats, webhooks
 from wp_llm.server.api.context import ServiceContext
 from wp_llm.server.api.errors import install_error_handlers
+from wp_llm.server.api.idempotency import IdempotencyMiddleware
 from wp_llm.server.config import Settings
 from wp_llm.server.crypto import load_secret_box
 from wp_llm.server.db.engine import create_db_engine, migrate
+from wp_llm.server.engine import metrics
 from wp_llm.server.engine.netguard import AddressPolicy
-from wp_llm.server.engine.worker import DeliveryWorker
+from wp_llm.server.engine.worker import STOP_WRITE_SECONDS, DeliveryWorker
 from wp_llm.server.ids import new_id
+from wp_llm.server.usage.clock import create_clock
+from wp_llm.server.usage.guard import RateLimitGuard
+from wp_llm.server.usage.limiters import create_rate_limiter
 
 logger = logging.getLogger(__name__)
 
-WORKER_STOP_SECONDS = 30.0
+# Beyond the worker's own shutdown deadline and final writes, before the lifespan gives up.
+WORKER_STOP_MARGIN_SECONDS = 5.0
 
 
 def build_context(settings: Settings) -> ServiceContext:
-    engine = create_db_engine(settings.resolved_database_url)
+    engine = create_db_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     migrate(engine)
-    return ServiceContext(
+    context = ServiceContext(
         engine=engine,
         box=load_secret_box(settings.secret_key, settings.data_dir),
         settings=settings,
         address_policy=AddressPolicy(settings.allow_private_networks, settings.allowed_networks),
+        clock=create_clock(settings.clock_offset_file),
     )
+    limiter = create_rate_limiter(engine, settings.rate_limit_store)
+    context.rate_guard = RateLimitGuard(
+        engine, limiter, context.clock, settings, on_deliveries=context.notify_workers
+    )
+    return context
 
 
 def create_app(settings: Settings, context: ServiceContext | None = None) -> FastAPI:
@@ -50,13 +64,17 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
             worker = DeliveryWorker(ctx.engine, ctx.box, settings)
             ctx.wake_callbacks.append(worker.notify)
             worker_task = asyncio.create_task(worker.run())
+        sampling = metrics.sample_database(ctx.engine, settings.metrics_interval)
+        sampler = asyncio.create_task(sampling)
         logger.info("api started", extra={"database": ctx.engine.dialect.name, "worker": settings.run_worker})
         try:
             yield
         finally:
+            sampler.cancel()
             if worker_task is not None:
                 worker.stop()
-                await asyncio.wait_for(worker_task, WORKER_STOP_SECONDS)
+                limit = settings.shutdown_timeout + STOP_WRITE_SECONDS + WORKER_STOP_MARGIN_SECONDS
+                await asyncio.wait_for(worker_task, limit)
             logger.info("api stopped")
 
     app = FastAPI(
@@ -66,16 +84,22 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added before the request-id middleware, so it runs inside it and its answers carry the id.
+    app.add_middleware(IdempotencyMiddleware)
 
     @app.middleware("http")
     async def add_request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
         request.state.request_id = new_id("req")
         response: Response = await call_next(request)
         response.headers["X-Request-Id"] = request.state.request_id
+        rate_limit = getattr(request.state, "rate_limit", None)
+        if rate_limit is not None:
+            response.headers.update(rate_limit.headers())
         return response
 
-    for module in (webhooks, events, deliveries, event_types):
+    for module in (webhooks, events, deliveries, event_types, stats):
         app.include_router(module.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -86,5 +110,10 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         with request.app.state.context.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return Response('{"status":"ready"}', media_type="application/json")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        # Totals only, with no account or webhook labels, so nothing private is exposed.
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -14,6 +14,8 @@ from wp_llm.server.engine.netguard import AddressPolicy
 from wp_llm.server.errors import AuthenticationFailed, PermissionDenied
 from wp_llm.server.store import accounts
 from wp_llm.server.store.accounts import Principal
+from wp_llm.server.usage.clock import Clock, SystemClock
+from wp_llm.server.usage.guard import RateLimitGuard
 
 
 @dataclass
@@ -26,6 +28,9 @@ class ServiceContext:
     address_policy: AddressPolicy
     loop: asyncio.AbstractEventLoop | None = None
     wake_callbacks: list[object] = field(default_factory=list)
+    # Usage accounting (rate limits, quota periods) reads the time here, so tests can shift it.
+    clock: Clock = field(default_factory=SystemClock)
+    rate_guard: RateLimitGuard | None = None
 
     def notify_workers(self) -> None:
         """Wake an in-process worker right after new deliveries were stored."""
@@ -58,6 +63,9 @@ def get_principal(
         )
     principal = accounts.authenticate(context.engine, authorization[7:].strip())
     request.state.principal = principal
+    if context.rate_guard is not None:
+        # The middleware copies the decision into the X-RateLimit-* headers of the response.
+        request.state.rate_limit = context.rate_guard.check(principal)
     return principal
 
 

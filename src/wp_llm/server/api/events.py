@@ -14,16 +14,25 @@ from wp_llm.server.api.resources import list_object
 from wp_llm.server.errors import InvalidRequest, PermissionDenied, UnprocessableData
 from wp_llm.server.store import accounts
 from wp_llm.server.store import events as event_store
+from wp_llm.server.store import usage as usage_store
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.validation import validate_event_data
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
+def names_own_account(principal: Principal, requested: str, context: ServiceContext) -> bool:
+    """Return whether `requested` is the id or the name of the key's own account."""
+    if requested == principal.account_id:
+        return True
+    found = accounts.find_account(context.engine, requested)
+    return found is not None and found["id"] == principal.account_id
+
+
 def target_account(principal: Principal, requested: str | None, context: ServiceContext) -> str:
     """Account keys publish to their own account; service keys name the account."""
     if principal.kind != "service":
-        if requested is not None and requested != principal.account_id:
+        if requested is not None and not names_own_account(principal, requested, context):
             raise PermissionDenied(
                 "Account keys publish only to their own account; omit 'account'.",
                 code="cross_account_publish",
@@ -74,13 +83,21 @@ def create_event(
     account_id = target_account(principal, body.account, context)
     checked_event(body)
     try:
-        published = event_store.publish(context.engine, account_id, body.type, body.data)
+        published = usage_store.publish_metered(
+            context.engine,
+            account_id,
+            body.type,
+            body.data,
+            default_quota=context.settings.event_quota,
+            thresholds=context.settings.quota_warning_thresholds,
+            now=context.clock.now(),
+        )
     except ValueError as error:
         raise UnprocessableData(f"Invalid data: {error}", details={"field": "data"}) from None
-    if published.delivery_ids:
+    if published.delivery_count:
         context.notify_workers()
     # The stored envelope is the response: the same bytes every delivery sends.
-    return Response(published.body, status_code=201, media_type="application/json")
+    return Response(published.event.body, status_code=201, media_type="application/json")
 
 
 @router.get("", summary="List events")

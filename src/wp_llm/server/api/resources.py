@@ -7,10 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wp_llm.server.engine.netguard import redact_url
+from wp_llm.server.ids import now_ms
 from wp_llm.server.store.pagination import Page
 
 
 def webhook_object(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the webhook with its delivery settings and health, never with its secrets."""
+    schedule = row["retry_schedule"]
+    circuit_open = row["circuit_state"] == "open"
+    paused_until = row["paused_until"]
+    if paused_until is not None and paused_until <= now_ms():
+        paused_until = None
     return {
         "id": row["id"],
         "object": "webhook",
@@ -20,6 +27,16 @@ def webhook_object(row: Mapping[str, Any]) -> dict[str, Any]:
         "enabled": bool(row["enabled"]),
         "status": "enabled" if row["enabled"] else "disabled",
         "disabled_reason": row["disabled_reason"],
+        "disabled_at": _seconds(row["disabled_at"]),
+        "rate_limit": row["rate_limit"],
+        "max_concurrency": row["max_concurrency"],
+        "timeout": row["timeout"],
+        "retry_schedule": None if schedule is None else json.loads(schedule),
+        "circuit_state": row["circuit_state"],
+        "consecutive_failures": row["consecutive_failures"],
+        "failing_since": _seconds(row["failing_since"]),
+        "next_probe_at": _seconds(row["circuit_retry_at"]) if circuit_open else None,
+        "paused_until": _seconds(paused_until),
         "created": row["created"],
         "updated": row["updated"],
     }

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -60,7 +61,23 @@ webhooks = Table(
     Column("failing_since", BigInteger, nullable=True),
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
+    # Per-endpoint delivery settings; NULL means the operator's default.
+    Column("rate_limit", Float, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
+    Column("timeout", Float, nullable=True),
+    Column("retry_schedule", Text, nullable=True),
+    # Endpoint health, kept by the engine: the circuit breaker and a Retry-After pause.
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("circuit_state", String(16), nullable=False, server_default="closed"),
+    Column("circuit_retry_at", BigInteger, nullable=True),
+    Column("paused_until", BigInteger, nullable=True),
     Index("ix_webhooks_account", "account_id", "id"),
+    Index(
+        "ix_webhooks_circuit_open",
+        "circuit_retry_at",
+        sqlite_where=text("circuit_state = 'open'"),
+        postgresql_where=text("circuit_state = 'open'"),
+    ),
 )
 
 events = Table(
@@ -73,6 +90,8 @@ events = Table(
     # The serialized envelope: the exact bytes every attempt sends.
     Column("body", LargeBinary, nullable=False),
     Index("ix_events_account", "account_id", "id"),
+    # The event list filtered by type; a type an account never published would scan all.
+    Index("ix_events_account_type", "account_id", "type", "id"),
 )
 
 deliveries = Table(
@@ -101,8 +120,35 @@ deliveries = Table(
         postgresql_where=text("status = 'pending'"),
     ),
     Index("ix_deliveries_webhook", "webhook_id", "id"),
+    # Circuit probes and replays look up one webhook's pending rows.
+    Index(
+        "ix_deliveries_webhook_due",
+        "webhook_id",
+        "next_attempt_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
     Index("ix_deliveries_event", "event_id"),
     Index("ix_deliveries_account", "account_id", "id"),
+    # Delivery log filters by a rare status, such as failed: without these a filter that
+    # matches nothing scans every row of the account or webhook. Succeeded rows, nearly
+    # all of them, stay out, so the indexes are small and a success adds no entry.
+    Index(
+        "ix_deliveries_webhook_unfinished",
+        "webhook_id",
+        "status",
+        "id",
+        sqlite_where=text("status <> 'succeeded'"),
+        postgresql_where=text("status <> 'succeeded'"),
+    ),
+    Index(
+        "ix_deliveries_account_unfinished",
+        "account_id",
+        "status",
+        "id",
+        sqlite_where=text("status <> 'succeeded'"),
+        postgresql_where=text("status <> 'succeeded'"),
+    ),
 )
 
 attempts = Table(
@@ -122,6 +168,46 @@ attempts = Table(
     Index("ix_attempts_delivery", "delivery_id", "id"),
 )
 
+account_limits = Table(
+    "account_limits",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    # NULL means the operator's default; a rate of 0 or a quota of 0 means unlimited.
+    Column("rate_limit", Float, nullable=True),
+    Column("rate_limit_burst", Integer, nullable=True),
+    Column("event_quota", BigInteger, nullable=True),
+    Column("updated", BigInteger, nullable=False),
+)
+
+# Token buckets of API keys, used when several API processes share one rate limit.
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+rate_limit_notices = Table(
+    "rate_limit_notices",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    # The key's next usage.limit_exceeded notice waits until this time.
+    Column("window_ends", BigInteger, nullable=False),
+)
+
+usage_periods = Table(
+    "usage_periods",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    # The first second of the calendar month in UTC, in Unix seconds.
+    Column("period_start", BigInteger, primary_key=True),
+    Column("event_count", BigInteger, nullable=False),
+    # The highest warning threshold, in percent, already announced in this period.
+    Column("warned_percent", Integer, nullable=False, server_default="0"),
+    Column("quota_notified", Boolean, nullable=False, server_default=text("false")),
+)
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
@@ -132,4 +218,13 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=False),
     Column("response_body", LargeBinary, nullable=False),
     Column("created", BigInteger, nullable=False),
+)
+
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    # The periodic job, such as "retention"; one row each, shared by every worker.
+    Column("name", String(40), primary_key=True),
+    # When a worker last started the job, in Unix ms; the next start waits an interval.
+    Column("started_at", BigInteger, nullable=False),
 )

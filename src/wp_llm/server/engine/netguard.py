@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import idna
@@ -28,6 +27,15 @@ _EXTRA_BLOCKED: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("192.0.0.0/24"),
     ipaddress.ip_network("198.18.0.0/15"),
     ipaddress.ip_network("64:ff9b::/96"),  # NAT64, which embeds IPv4 addresses
+)
+
+# Cloud metadata services hand out credentials, so they stay blocked even when the
+# operator allows private networks. Only WP_LLM_ALLOWED_NETWORKS can open them.
+_METADATA_ADDRESSES: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("169.254.169.254/32"),  # AWS, GCP, Azure, DigitalOcean, OpenStack
+    ipaddress.ip_network("169.254.170.2/32"),  # AWS ECS task metadata
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS over IPv6
 )
 
 
@@ -48,13 +56,21 @@ class AddressPolicy:
 
     def blocked_reason(self, address: IPAddress) -> str | None:
         """Return why the address is refused, or None when it may be used."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = _embedded_ipv4(address)
         if any(address in network for network in self.allowed_networks):
             return None
+        if any(address in network for network in _METADATA_ADDRESSES):
+            return "a cloud metadata address"
         if self.allow_private:
             return None if not address.is_multicast else "a multicast address"
         return _classify(address)
+
+
+def _embedded_ipv4(address: IPAddress) -> IPAddress:
+    """Return the IPv4 address that an IPv4-mapped or 6to4 IPv6 address reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return address.ipv4_mapped or address.sixtofour or address
+    return address
 
 
 def _classify(address: IPAddress) -> str | None:
@@ -89,7 +105,9 @@ def _normalize_host(host: str) -> str:
     try:
         return idna.encode(host.rstrip("."), uts46=True).decode("ascii")
     except idna.IDNAError as error:
-        raise BlockedURLError(f"The URL host is not a valid domain name: {error}.", code="invalid_url") from None
+        raise BlockedURLError(
+            f"The URL host is not a valid domain name: {error}.", code="invalid_url"
+        ) from None
 
 
 def _split(url: str) -> SplitResult:
@@ -113,34 +131,69 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
+def _ip_literal(host: str) -> IPAddress | None:
+    """Parse an IP literal, including the legacy IPv4 forms that resolvers accept.
+
+    `socket.inet_aton` reads `2130706433`, `0x7f.1` and `127.1` as 127.0.0.1, and so
+    does the system resolver, so such a host is checked as the address it reaches.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not host or not all(c in _LEGACY_IPV4_CHARACTERS for c in host.lower()):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+_LEGACY_IPV4_CHARACTERS = frozenset("0123456789abcdefx.")
+# Names under `localhost` are loopback names, which resolvers map to loopback addresses.
+LOOPBACK_NAME = "localhost"
+_LOOPBACK_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def _not_allowed(reason: str) -> BlockedURLError:
+    return BlockedURLError(
+        f"The URL points at {reason}, which deliveries may not reach; the operator can "
+        "allow it with --allow-private-networks or WP_LLM_ALLOWED_NETWORKS.",
+        code="url_not_allowed",
+    )
+
+
 def check_url(url: str, policy: AddressPolicy) -> str:
-    """Validate and normalize a webhook URL; raise BlockedURLError with a reason."""
+    """Validate and normalize a webhook URL; raise BlockedURLError with a reason.
+
+    Host names are not resolved here: their addresses are checked at every connection.
+    """
     parts = _split(url)
     raw_host = parts.hostname or ""
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(raw_host)
-    except ValueError:
-        literal = None
+    literal = _ip_literal(raw_host)
 
     if literal is not None:
         reason = policy.blocked_reason(literal)
         if reason is not None:
-            raise BlockedURLError(
-                f"The URL points at {reason}, which deliveries may not reach; the operator can "
-                "allow it with --allow-private-networks or WP_LLM_ALLOWED_NETWORKS.",
-                code="url_not_allowed",
-            )
+            raise _not_allowed(reason)
         host = f"[{literal.compressed}]" if literal.version == 6 else literal.compressed
     else:
         host = _normalize_host(raw_host)
+        loopback_name = host == LOOPBACK_NAME or host.endswith("." + LOOPBACK_NAME)
+        if loopback_name and all(policy.blocked_reason(a) for a in _LOOPBACK_ADDRESSES):
+            raise _not_allowed("a loopback name")
 
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (userinfo + "@" if userinfo else "") + host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
 
+class BlockedAddressError(OSError):
+    """A host name resolved only to addresses that deliveries may not reach."""
+
+
 class GuardedResolver(AbstractResolver):
-    """Resolves through the system resolver and drops every address the policy refuses."""
+    """Resolves through `inner` (the system resolver by default), dropping refused addresses."""
 
     def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
         self._policy = policy
@@ -152,10 +205,12 @@ class GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         allowed = [r for r in results if self._allowed(r)]
         if not allowed:
-            raise OSError(f"{host} resolves only to addresses that deliveries may not reach")
+            raise BlockedAddressError(
+                f"{host} resolves only to addresses that deliveries may not reach"
+            )
         return allowed
 
-    def _allowed(self, result: dict[str, Any]) -> bool:
+    def _allowed(self, result: ResolveResult) -> bool:
         try:
             address = ipaddress.ip_address(result["host"])
         except ValueError:

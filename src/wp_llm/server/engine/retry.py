@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Growing delays with jitter; `Retry-After` from the endpoint can lengthen a delay up to a cap."""
+    """Growing delays with jitter; the endpoint's `Retry-After` can lengthen one, up to a cap."""
 
     schedule: tuple[float, ...]
     jitter: float = 0.2

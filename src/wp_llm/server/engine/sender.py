@@ -8,21 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from wp_llm._signing import sign_hex, sign_standard
-from wp_llm.server.engine.netguard import AddressPolicy, GuardedResolver
+from wp_llm.server.engine.netguard import (
+    AddressPolicy,
+    BlockedAddressError,
+    GuardedResolver,
+    redact_url,
+)
 from wp_llm.server.engine.retry import parse_retry_after
 
 USER_AGENT = "WP-LLM-Webhooks/0.1"
 CONNECTION_POOL_SIZE = 1024
 DNS_CACHE_SECONDS = 10
 READ_CHUNK_BYTES = 16 * 1024
+MAX_LOCATION_CHARACTERS = 200
+# Shorter passwords are not searched for in error messages: they would match ordinary text.
+MIN_REDACTED_PASSWORD_LENGTH = 4
+
+# Why an attempt failed: a non-2xx response, a redirect (never followed), no response
+# within the deadline, no connection, an address the policy blocks, or a broken exchange.
+FailureKind = Literal["http_error", "redirect", "timeout", "connection", "blocked", "protocol"]
 
 
 @dataclass(frozen=True)
@@ -35,14 +50,25 @@ class SendResult:
     response_body: str | None
     response_truncated: bool
     retry_after: float | None
+    failure: FailureKind | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+    @property
+    def timed_out(self) -> bool:
+        return self.failure == "timeout"
+
 
 def delivery_headers(
-    *, event_id: str, event_type: str, delivery_id: str, secrets: Sequence[str], body: bytes, timestamp: int
+    *,
+    event_id: str,
+    event_type: str,
+    delivery_id: str,
+    secrets: Sequence[str],
+    body: bytes,
+    timestamp: int,
 ) -> dict[str, str]:
     """Build the contract's headers; the newest secret signs `X-WP-LLM-Signature`."""
     return {
@@ -58,20 +84,37 @@ def delivery_headers(
 
 
 class Sender:
-    """A pooled HTTP client that posts deliveries within a total deadline."""
+    """A pooled HTTP client that posts deliveries within a total deadline.
 
-    def __init__(self, policy: AddressPolicy, *, timeout: float, body_limit: int) -> None:
+    `resolver` replaces the system resolver and `ssl_context` the default trust store.
+    Tests use them to reach loopback servers under made-up host names.
+    """
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        timeout: float,
+        body_limit: int,
+        resolver: AbstractResolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._policy = policy
         self._timeout = timeout
         self._body_limit = body_limit
+        self._resolver = resolver
+        self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Sender:
+        # The connector caches and connects to the guarded resolver's results, so no
+        # later lookup can swap in an address that was never checked.
         connector = aiohttp.TCPConnector(
             limit=CONNECTION_POOL_SIZE,
             limit_per_host=0,
-            resolver=GuardedResolver(self._policy),
+            resolver=GuardedResolver(self._policy, self._resolver),
             ttl_dns_cache=DNS_CACHE_SECONDS,
+            ssl=self._ssl_context if self._ssl_context is not None else True,
         )
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -91,35 +134,50 @@ class Sender:
             return None
         return self._policy.blocked_reason(address)
 
-    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+    async def send(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float | None = None
+    ) -> SendResult:
+        """Post one delivery within `timeout` seconds: connecting, sending and reading."""
         assert self._session is not None, "use Sender as an async context manager"
+        deadline = timeout or self._timeout
         started = time.perf_counter()
         blocked = self._literal_blocked(url)
         if blocked is not None:
-            return self._failure(started, f"refused: the URL points at {blocked}")
+            return _failure(started, "blocked", f"refused: the URL points at {blocked}")
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(deadline):
                 return await self._post(url, body, headers, started)
         except TimeoutError:
-            return self._failure(started, f"timed out after {self._timeout:g}s")
+            return _failure(started, "timeout", f"timed out after {deadline:g}s")
         except aiohttp.ClientConnectorError as error:
-            return self._failure(started, f"connection failed: {error.os_error or error}")
+            return _connection_failure(started, url, error.os_error or error)
         except aiohttp.ClientError as error:
-            return self._failure(started, f"request failed: {type(error).__name__}: {error}")
+            message = f"request failed: {type(error).__name__}: {error}"
+            return _failure(started, "protocol", _without_credentials(message, url))
         except OSError as error:
-            return self._failure(started, f"connection failed: {error}")
+            return _connection_failure(started, url, error)
 
-    async def _post(self, url: str, body: bytes, headers: Mapping[str, str], started: float) -> SendResult:
+    async def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str], started: float
+    ) -> SendResult:
         assert self._session is not None
-        async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+        request = self._session.post(url, data=body, headers=headers, allow_redirects=False)
+        async with request as response:
             raw = await self._read_capped(response)
             latency = _elapsed_ms(started)
-            error = None
+            error: str | None = None
+            failure: FailureKind | None = None
             if 300 <= response.status < 400:
-                location = response.headers.get("Location", "")
-                error = f"redirect not followed: {response.status} to {location[:200]!r}"
+                location = redact_url(response.headers.get("Location", ""))
+                error = (
+                    f"redirect not followed: the endpoint answered {response.status} with "
+                    f"Location {location[:MAX_LOCATION_CHARACTERS]!r}; deliveries go only to "
+                    "the registered URL, so update the webhook's URL instead"
+                )
+                failure = "redirect"
             elif not 200 <= response.status < 300:
                 error = f"endpoint answered {response.status}"
+                failure = "http_error"
             return SendResult(
                 status_code=response.status,
                 latency_ms=latency,
@@ -127,6 +185,7 @@ class Sender:
                 response_body=raw[: self._body_limit].decode("utf-8", errors="replace"),
                 response_truncated=len(raw) > self._body_limit,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                failure=failure,
             )
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
@@ -141,9 +200,31 @@ class Sender:
             remaining -= len(chunk)
         return b"".join(chunks)
 
-    @staticmethod
-    def _failure(started: float, error: str) -> SendResult:
-        return SendResult(None, _elapsed_ms(started), error, None, False, None)
+
+
+def _failure(started: float, failure: FailureKind, error: str) -> SendResult:
+    return SendResult(None, _elapsed_ms(started), error, None, False, None, failure)
+
+
+def _connection_failure(started: float, url: str, error: BaseException) -> SendResult:
+    failure: FailureKind = "blocked" if isinstance(error, BlockedAddressError) else "connection"
+    prefix = "refused" if failure == "blocked" else "connection failed"
+    return _failure(started, failure, _without_credentials(f"{prefix}: {error}", url))
+
+
+def _without_credentials(message: str, url: str) -> str:
+    """Remove the URL's credentials from an error message that may quote the URL."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    if not userinfo:
+        return message
+    message = message.replace(userinfo + "@", "***@")
+    # Some errors quote the password alone, percent-encoded or decoded.
+    password = parts.password or ""
+    for form in {password, unquote(password)}:
+        if len(form) >= MIN_REDACTED_PASSWORD_LENGTH:
+            message = message.replace(form, "***")
+    return message
 
 
 def _elapsed_ms(started: float) -> int:

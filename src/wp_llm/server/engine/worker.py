@@ -1,41 +1,65 @@
 """The delivery loop: claim due deliveries, send them concurrently, record outcomes in batches.
 
 Database calls run on a small thread pool so the event loop keeps sending while a
-batch commits. Each webhook has its own concurrency limit, and the claim query skips
-webhooks that are at their limit, so one slow endpoint cannot take every slot.
+batch commits. Each webhook has its own budget: a concurrency window that shrinks when
+the endpoint pushes back, an optional rate limit, and a pause when it sends
+Retry-After. A claim skips webhooks with no budget left and takes at most the budget
+of each other webhook, so a slow endpoint can neither take every slot nor hide other
+endpoints' deliveries behind its backlog. Webhooks with an open circuit get one probe
+at a time from `_probe_loop` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from wp_llm.server import ids
 from wp_llm.server.config import Settings
 from wp_llm.server.crypto import SecretBox
+from wp_llm.server.db.engine import database_retry_delay, is_postgresql, libpq_url
+from wp_llm.server.engine import metrics
+from wp_llm.server.engine.breaker import CircuitBreaker
+from wp_llm.server.engine.health import HealthTracker
 from wp_llm.server.engine.netguard import AddressPolicy
+from wp_llm.server.engine.notify import DeliveryListener
+from wp_llm.server.engine.outcome import (
+    RetryPolicies,
+    attempt_record,
+    delivery_outcome,
+    log_outcome,
+)
 from wp_llm.server.engine.retry import RetryPolicy
 from wp_llm.server.engine.sender import Sender, SendResult, delivery_headers
+from wp_llm.server.engine.throttle import EndpointThrottle, Throttles, is_congestion, pause_seconds
 from wp_llm.server.store import deliveries as delivery_store
+from wp_llm.server.store import retention
+from wp_llm.server.store.health import EndpointOutcome
 from wp_llm.server.store.webhooks import active_secrets
 
 logger = logging.getLogger(__name__)
 
 CLAIM_BATCH_SIZE = 200
 DB_THREADS = 2
-DB_RETRY_SECONDS = 1.0
+# After the shutdown deadline, how long the worker keeps trying to record finished
+# attempts and hand back leases before it exits anyway.
+STOP_WRITE_SECONDS = 5.0
 FLUSH_MAX_WAIT_SECONDS = 0.005
-GONE_STATUS = 410
+# One endpoint may use at most 1/n of the worker's max_in_flight slots.
+MAX_SHARE_DIVISOR = 2
+
+# Errors of a database that is down, restarting or unreachable: wait and try again.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 T = TypeVar("T")
 
@@ -59,9 +83,29 @@ class DeliveryWorker:
         self._flush_needed = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="wp-llm-db")
         self._in_flight: dict[str, str] = {}
-        self._per_webhook: Counter[str] = Counter()
+        self._throttles = Throttles(
+            settings.per_endpoint_concurrency, max(1, settings.max_in_flight // MAX_SHARE_DIVISOR)
+        )
+        self._policies = RetryPolicies(self.policy)
         self._records: list[delivery_store.AttemptRecord] = []
+        # Attempts in the batch being written now. With in-flight deliveries and queued
+        # records, they are sent but unrecorded, and all together stay within max_in_flight.
+        self._writing = 0
+
+        breaker = CircuitBreaker(
+            failure_threshold=settings.circuit_failure_threshold,
+            probe_interval_ms=int(settings.circuit_probe_interval * 1000),
+            disable_after_ms=int(settings.disable_after * 1000),
+        )
+        self._health = HealthTracker(
+            engine, breaker, on_deliveries_due=self._notify_from_thread, worker=self.owner
+        )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_deadline = 0.0
+        self._claim_failures = 0
+        self._write_failures = 0
+        # Held while a batch is being written, so shutdown never cancels a write halfway.
+        self._write_lock = asyncio.Lock()
 
     async def _db(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -71,14 +115,28 @@ class DeliveryWorker:
         """Wake the claim loop now, for example after an event was published in this process."""
         self.wake.set()
 
+    def _notify_from_thread(self) -> None:
+        self._loop.call_soon_threadsafe(self.wake.set)
+
     def stop(self) -> None:
+        """Stop claiming; in-flight deliveries get `shutdown_timeout` seconds to finish."""
+        if not self._stopping.is_set():
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_timeout
+            logger.info("delivery worker stopping",
+                        extra={"worker": self.owner, "in_flight": len(self._in_flight)})
         self._stopping.set()
         self.wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but return at once when the worker is asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def run(self) -> None:
         address_policy = AddressPolicy(
             self.settings.allow_private_networks, self.settings.allowed_networks
         )
+        self._loop = asyncio.get_running_loop()
         logger.info("delivery worker started", extra={"worker": self.owner})
         async with Sender(
             address_policy,
@@ -89,35 +147,55 @@ class DeliveryWorker:
             background = [
                 asyncio.create_task(self._flush_loop()),
                 asyncio.create_task(self._heartbeat_loop()),
+                asyncio.create_task(self._probe_loop()),
+                *(asyncio.create_task(loop) for loop in self._optional_loops()),
             ]
             try:
                 await self._claim_loop()
             finally:
                 await self._drain()
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
-                await self._flush_all()
+                async with self._write_lock:
+                    for task in background:
+                        task.cancel()
+                    await asyncio.gather(*background, return_exceptions=True)
+                await self._flush_all(deadline=time.monotonic() + STOP_WRITE_SECONDS)
                 self._executor.shutdown(wait=True)
         logger.info("delivery worker stopped", extra={"worker": self.owner})
 
+    def _optional_loops(self) -> list[Coroutine[Any, Any, None]]:
+        loops = []
+        if is_postgresql(self.engine):
+            listener = DeliveryListener(libpq_url(self.engine), self.notify, worker=self.owner)
+            loops.append(listener.run())
+        if self.settings.retention > 0:
+            loops.append(self._retention_loop())
+        return loops
+
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = await self._claim_once()
-            if claimed == CLAIM_BATCH_SIZE:
+            # Cleared before the claim, not after it, so a wake-up that arrives while
+            # the claim runs is not lost.
+            self.wake.clear()
+            started = await self._claim_once()
+            if started:
+                # A claim takes at most each webhook's budget, so rows of other webhooks may
+                # wait behind the rows it skipped. Claim again until a claim starts nothing.
                 continue
             await self._wait_for_work()
 
+    def _capacity(self) -> int:
+        unrecorded = len(self._in_flight) + len(self._records) + self._writing
+        return self.settings.max_in_flight - unrecorded
+
     async def _claim_once(self) -> int:
-        capacity = self.settings.max_in_flight - len(self._in_flight)
-        if capacity <= 0:
+        """Claim due deliveries, start them, and return how many started."""
+        capacity = self._capacity()
+        if capacity <= 0 or self._write_failures:
+            # While finished attempts cannot be written, claiming more would only let
+            # their leases run out and send them twice.
             return 0
         limit = min(capacity, CLAIM_BATCH_SIZE)
-        saturated = [
-            webhook_id
-            for webhook_id, count in self._per_webhook.items()
-            if count >= self.settings.per_endpoint_concurrency
-        ]
+        allowances = self._throttles.allowances(time.monotonic())
         try:
             batch = await self._db(
                 delivery_store.claim_due,
@@ -126,39 +204,95 @@ class DeliveryWorker:
                 limit=limit,
                 lease_ms=int(self.settings.lease_seconds * 1000),
                 now=ids.now_ms(),
-                exclude_webhooks=saturated,
+                exclude_webhooks=[w for w, allowed in allowances.items() if allowed <= 0],
+                quotas={w: allowed for w, allowed in allowances.items() if allowed > 0},
+                default_quota=self._throttles.default_quota,
             )
-        except OperationalError as error:
-            logger.warning("claim failed; database unavailable, will retry", extra={"error": str(error)[:200]})
-            await asyncio.sleep(DB_RETRY_SECONDS)
+        except DATABASE_ERRORS as error:
+            self._claim_failures += 1
+            delay = database_retry_delay(self._claim_failures)
+            logger.warning("claim failed; database unavailable, will retry",
+                           extra={"worker": self.owner, "failures": self._claim_failures,
+                                  "retry_in_s": delay, "error": str(error)[:200]})
+            await self._pause(delay)
             return 0
-        await self._start(batch)
-        return len(batch)
+        self._claim_failures = 0
+        return await self._start(batch)
 
-    async def _start(self, batch: list[delivery_store.ClaimedDelivery]) -> None:
+    async def _start(self, batch: list[delivery_store.ClaimedDelivery]) -> int:
+        """Start each delivery that its webhook's budget allows, and hand the rest back."""
         surplus: list[str] = []
+        now = time.monotonic()
         for delivery in batch:
-            if self._per_webhook[delivery.webhook_id] >= self.settings.per_endpoint_concurrency:
+            endpoint = delivery.endpoint
+            throttle = self._throttles.configure(
+                delivery.webhook_id, endpoint.max_concurrency, endpoint.rate_limit, now
+            )
+            # A probe is the one delivery an open circuit lets through, whatever the budget.
+            if throttle.allowance(now) <= 0 and not delivery.probe:
                 surplus.append(delivery.id)
                 continue
+            throttle.start(now)
             self._in_flight[delivery.id] = delivery.webhook_id
-            self._per_webhook[delivery.webhook_id] += 1
-            task = asyncio.create_task(self._deliver(delivery))
+            metrics.IN_FLIGHT.inc()
+            task = asyncio.create_task(self._deliver(delivery, throttle, now))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if surplus:
-            # One claim can return more rows of a webhook than its limit allows; give them back.
-            await self._db(delivery_store.release_leases, self.engine, owner=self.owner, delivery_ids=surplus)
+            # A budget can shrink between the claim and now, when an attempt finishes with
+            # back-pressure in between, so those rows go back.
+            await self._release(surplus)
+        return len(batch) - len(surplus)
+
+    async def _probe_loop(self) -> None:
+        """Claim one probe delivery for each open circuit that is due for one."""
+        hold_ms = int(max(self.settings.lease_seconds, self.settings.circuit_probe_interval) * 1000)
+        interval = min(self.settings.circuit_probe_interval, self.settings.poll_interval)
+        while not self._stopping.is_set():
+            await self._pause(interval)
+            if self._stopping.is_set() or self._capacity() <= 0 or self._write_failures:
+                continue
+            try:
+                probes = await self._db(
+                    delivery_store.claim_probes,
+                    self.engine,
+                    owner=self.owner,
+                    lease_ms=int(self.settings.lease_seconds * 1000),
+                    now=ids.now_ms(),
+                    hold_ms=hold_ms,
+                )
+            except DATABASE_ERRORS as error:
+                logger.warning("probe claim failed; will retry",
+                               extra={"worker": self.owner, "error": str(error)[:200]})
+                continue
+            await self._start(probes)
+
+    async def _release(self, delivery_ids: list[str]) -> None:
+        """Hand leases back; if the database is down they expire on their own instead."""
+        try:
+            await self._db(delivery_store.release_leases, self.engine,
+                           owner=self.owner, delivery_ids=delivery_ids)
+        except DATABASE_ERRORS as error:
+            logger.warning("releasing leases failed; they will expire instead",
+                           extra={"worker": self.owner, "count": len(delivery_ids),
+                                  "error": str(error)[:200]})
 
     async def _wait_for_work(self) -> None:
-        self.wake.clear()
         self._slot_freed.clear()
         waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(self._slot_freed.wait())]
-        await asyncio.wait(waiters, timeout=self.settings.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        # A paused or rate-limited endpoint may send again before the next poll.
+        timeout = self.settings.poll_interval
+        ready_at = self._throttles.next_ready(time.monotonic())
+        if ready_at is not None:
+            timeout = min(timeout, max(ready_at - time.monotonic(), 0.0))
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
 
-    async def _deliver(self, delivery: delivery_store.ClaimedDelivery) -> None:
+    async def _deliver(
+        self, delivery: delivery_store.ClaimedDelivery, throttle: EndpointThrottle, started: float
+    ) -> None:
+        result: SendResult | None = None
         try:
             secrets = active_secrets(self.box, {"secrets": delivery.secrets_json}, ids.now_ms())
             headers = delivery_headers(
@@ -170,60 +304,55 @@ class DeliveryWorker:
                 timestamp=int(time.time()),
             )
             attempted_at = ids.now_ms()
-            result = await self._sender.send(delivery.url, delivery.body, headers)
-            self._records.append(self._record(delivery, result, attempted_at))
+            result = await self._sender.send(
+                delivery.url, delivery.body, headers, timeout=delivery.endpoint.timeout
+            )
+            policy = self._policies.for_endpoint(delivery.endpoint)
+            record = attempt_record(delivery, result, policy, attempted_at)
+            self._records.append(record)
             self._flush_needed.set()
-            self._log_outcome(delivery, result)
+            self._observe(delivery, result, record, throttle)
         except Exception:
             logger.exception("delivery crashed; its lease will expire and it will be retried",
                              extra={"delivery_id": delivery.id, "webhook_id": delivery.webhook_id})
         finally:
             self._in_flight.pop(delivery.id, None)
-            self._per_webhook[delivery.webhook_id] -= 1
-            if self._per_webhook[delivery.webhook_id] <= 0:
-                del self._per_webhook[delivery.webhook_id]
+            metrics.IN_FLIGHT.dec()
+            congested = result is not None and is_congestion(result.status_code, result.timed_out)
+            succeeded = result is not None and result.succeeded
+            throttle.finish(
+                started_at=started, succeeded=succeeded, congested=congested, now=time.monotonic()
+            )
             self._slot_freed.set()
 
-    def _record(
-        self, delivery: delivery_store.ClaimedDelivery, result: SendResult, attempted_at: int
-    ) -> delivery_store.AttemptRecord:
-        attempts_made = delivery.attempt_count + 1
-        next_status: delivery_store.DeliveryStatus = "succeeded"
-        next_attempt_at: int | None = None
-        if not result.succeeded:
-            delay = self.policy.next_delay(attempts_made, result.retry_after)
-            if delay is None or result.status_code == GONE_STATUS:
-                next_status = "failed"
-            else:
-                next_status = "pending"
-                next_attempt_at = ids.now_ms() + int(delay * 1000)
-        return delivery_store.AttemptRecord(
-            delivery_id=delivery.id,
+    def _observe(
+        self,
+        delivery: delivery_store.ClaimedDelivery,
+        result: SendResult,
+        record: delivery_store.AttemptRecord,
+        throttle: EndpointThrottle,
+    ) -> None:
+        """Log and count one attempt, and feed its outcome back to the endpoint's health."""
+        outcome = delivery_outcome(record)
+        log_outcome(delivery, result, record, outcome)
+        metrics.observe_attempt(result, outcome)
+
+        paused_until = None
+        pause = pause_seconds(result.status_code, result.retry_after, self.settings.retry_after_cap)
+        if pause:
+            throttle.pause(time.monotonic() + pause)
+            paused_until = ids.now_ms() + int(pause * 1000)
+
+        endpoint_outcome = EndpointOutcome(
             webhook_id=delivery.webhook_id,
-            account_id=delivery.account_id,
-            attempted_at=attempted_at,
-            latency_ms=result.latency_ms,
+            succeeded=result.succeeded,
+            attempted_at=record.attempted_at,
+            probe=delivery.probe,
             status_code=result.status_code,
             error=result.error,
-            response_body=result.response_body,
-            response_truncated=result.response_truncated,
-            succeeded=result.succeeded,
-            next_status=next_status,
-            next_attempt_at=next_attempt_at,
+            paused_until=paused_until,
         )
-
-    def _log_outcome(self, delivery: delivery_store.ClaimedDelivery, result: SendResult) -> None:
-        if result.succeeded:
-            return
-        fields = {
-            "delivery_id": delivery.id,
-            "event_id": delivery.event_id,
-            "webhook_id": delivery.webhook_id,
-            "attempt": delivery.attempt_count + 1,
-            "status_code": result.status_code,
-            "error": result.error,
-        }
-        logger.info("delivery attempt failed", extra=fields)
+        self._health.add(endpoint_outcome, healthy_before=delivery.endpoint.healthy)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -232,43 +361,91 @@ class DeliveryWorker:
             self._flush_needed.clear()
             await self._flush_all()
 
-    async def _flush_all(self) -> None:
-        """Write every finished attempt; on a database error keep them and try again."""
+    async def _flush_all(self, deadline: float | None = None) -> None:
+        """Write every finished attempt; on a database error keep them and try again.
+
+        With a deadline (at shutdown) it gives up then: the leases of the attempts it
+        could not record expire, and another worker sends those deliveries again.
+        """
         while self._records:
+            if await self._write_once():
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.error("attempts not recorded before exit; they will be sent again",
+                             extra={"worker": self.owner, "count": len(self._records)})
+                return
+            await asyncio.sleep(database_retry_delay(self._write_failures))
+
+    async def _write_once(self) -> bool:
+        async with self._write_lock:
             batch, self._records = self._records, []
+            if not batch:
+                return True
+            self._writing = len(batch)
             try:
                 await self._db(self._write, batch)
-            except OperationalError as error:
+            except DATABASE_ERRORS as error:
                 self._records = batch + self._records
+                self._write_failures += 1
                 logger.warning("recording attempts failed; will retry",
-                               extra={"count": len(batch), "error": str(error)[:200]})
-                await asyncio.sleep(DB_RETRY_SECONDS)
+                               extra={"worker": self.owner, "count": len(self._records),
+                                      "failures": self._write_failures, "error": str(error)[:200]})
+                return False
+            finally:
+                self._writing = 0
+        self._write_failures = 0
+        return True
 
     def _write(self, batch: list[delivery_store.AttemptRecord]) -> None:
+        # Health is written first, so a webhook that a 410 Gone disables is disabled
+        # before its delivery shows as failed.
+        self._health.write()
         delivery_store.record_attempts(self.engine, owner=self.owner, records=batch)
-        gone = {r.webhook_id for r in batch if r.status_code == GONE_STATUS}
-        for webhook_id in gone:
-            self._disable_gone(webhook_id)
-
-    def _disable_gone(self, webhook_id: str) -> None:
-        from wp_llm.server.store.webhooks import disable_webhook
-
-        with self.engine.begin() as connection:
-            if disable_webhook(connection, webhook_id, "endpoint answered 410 Gone", ids.now_ms()):
-                logger.warning("webhook disabled: endpoint answered 410 Gone", extra={"webhook_id": webhook_id})
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            in_flight = list(self._in_flight)
+            # Attempts waiting to be recorded keep their leases too, so a database outage
+            # shorter than the lease does not make them due for a second send.
+            held = list(self._in_flight) + [record.delivery_id for record in self._records]
             until = ids.now_ms() + int(self.settings.lease_seconds * 1000)
             try:
                 await self._db(delivery_store.extend_leases, self.engine,
-                               owner=self.owner, delivery_ids=in_flight, until=until)
-            except OperationalError as error:
-                logger.warning("lease renewal failed; will retry", extra={"error": str(error)[:200]})
+                               owner=self.owner, delivery_ids=held, until=until)
+            except DATABASE_ERRORS as error:
+                logger.warning("lease renewal failed; will retry",
+                               extra={"worker": self.owner, "count": len(held),
+                                      "error": str(error)[:200]})
 
     async def _drain(self) -> None:
+        """Let in-flight deliveries finish until the shutdown deadline, then hand back the rest."""
+        self.stop()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            remaining = max(self._stop_deadline - time.monotonic(), 0.0)
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        unfinished = list(self._in_flight)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if unfinished:
+            logger.warning("shutdown deadline passed; handing unfinished deliveries back",
+                           extra={"worker": self.owner, "count": len(unfinished)})
+            await self._release(unfinished)
+
+    async def _retention_loop(self) -> None:
+        """Purge expired events now and then; a shared row lets one worker run each purge."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(
+                    retention.purge_if_due,
+                    self.engine,
+                    retention_seconds=self.settings.retention,
+                    interval_seconds=self.settings.purge_interval,
+                    should_stop=self._stopping.is_set,
+                )
+            except DBAPIError as error:
+                logger.warning("purge of expired events failed; will retry",
+                               extra={"worker": self.owner, "error": str(error)[:200]})
+            await self._pause(self.settings.purge_interval)
+

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from wp_llm.server import ids
 from wp_llm.server.crypto import hash_api_key
-from wp_llm.server.db.schema import accounts, api_keys
+from wp_llm.server.db.schema import account_limits, accounts, api_keys
 from wp_llm.server.errors import AuthenticationFailed
 
 KeyKind = Literal["account", "service"]
@@ -24,10 +24,13 @@ class Principal:
     kind: KeyKind
     account_id: str | None
     name: str | None = None
+    # The account's rate-limit overrides; None keeps the operator's default.
+    rate_limit: float | None = None
+    rate_limit_burst: int | None = None
 
     @property
     def scope(self) -> str:
-        """The namespace of the caller's idempotency keys and rate limits."""
+        """The namespace of the caller's idempotency keys."""
         return self.account_id or self.key_id
 
 
@@ -85,8 +88,17 @@ def revoke_key(engine: Engine, key_id: str) -> bool:
 
 def authenticate(engine: Engine, token: str) -> Principal:
     """Find the live key behind a bearer token, or raise AuthenticationFailed."""
-    query = select(api_keys.c.id, api_keys.c.kind, api_keys.c.account_id, api_keys.c.name).where(
-        api_keys.c.key_hash == hash_api_key(token), api_keys.c.revoked_at.is_(None)
+    query = (
+        select(
+            api_keys.c.id,
+            api_keys.c.kind,
+            api_keys.c.account_id,
+            api_keys.c.name,
+            account_limits.c.rate_limit,
+            account_limits.c.rate_limit_burst,
+        )
+        .outerjoin(account_limits, account_limits.c.account_id == api_keys.c.account_id)
+        .where(api_keys.c.key_hash == hash_api_key(token), api_keys.c.revoked_at.is_(None))
     )
     with engine.connect() as connection:
         row = connection.execute(query).first()
@@ -94,7 +106,14 @@ def authenticate(engine: Engine, token: str) -> Principal:
         raise AuthenticationFailed(
             "The API key is invalid or revoked; create one with `wp-llm keys create --account NAME`."
         )
-    return Principal(key_id=row.id, kind=row.kind, account_id=row.account_id, name=row.name)
+    return Principal(
+        key_id=row.id,
+        kind=row.kind,
+        account_id=row.account_id,
+        name=row.name,
+        rate_limit=row.rate_limit,
+        rate_limit_burst=row.rate_limit_burst,
+    )
 
 
 def find_account(engine: Engine, name_or_id: str) -> dict[str, object] | None:
@@ -104,3 +123,20 @@ def find_account(engine: Engine, name_or_id: str) -> dict[str, object] | None:
     with engine.connect() as connection:
         row = connection.execute(query).mappings().first()
     return dict(row) if row else None
+
+
+def list_keys(engine: Engine, account_id: str) -> list[dict[str, object]]:
+    """Return the account's keys, oldest first, without their hashes."""
+    query = (
+        select(
+            api_keys.c.id,
+            api_keys.c.name,
+            api_keys.c.hint,
+            api_keys.c.created,
+            api_keys.c.revoked_at,
+        )
+        .where(api_keys.c.account_id == account_id)
+        .order_by(api_keys.c.id)
+    )
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]

@@ -12,12 +12,25 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from wp_llm.server import ids
 from wp_llm.server.db.schema import attempts, deliveries, events, webhooks
+from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceConflict, ResourceNotFound
 from wp_llm.server.store.pagination import Page, fetch_page
+from wp_llm.server.store.webhooks import Endpoint, endpoint_of
 
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "succeeded", "failed", "cancelled")
@@ -36,6 +49,9 @@ class ClaimedDelivery:
     url: str
     secrets_json: str
     body: bytes
+    endpoint: Endpoint = Endpoint()
+    # A circuit breaker probe: sent while the webhook's circuit is open.
+    probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,31 @@ class AttemptRecord:
     # The delivery's next state: pending with a due time, or a final status.
     next_status: DeliveryStatus
     next_attempt_at: int | None
+    # False for a failed circuit breaker probe, which leaves the attempt count as it was.
+    spends_attempt: bool = True
+
+
+# Rows a claim looks at, as a multiple of its batch size. Rows beyond a webhook's quota
+# are skipped, so the extra rows let one claim reach past a single webhook's backlog.
+CLAIM_SCAN_FACTOR = 4
+
+_CLAIMED_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.account_id,
+    deliveries.c.event_id,
+    deliveries.c.event_type,
+    deliveries.c.webhook_id,
+    deliveries.c.attempt_count,
+)
+
+
+def _claimable(now: int) -> tuple[Any, ...]:
+    """Conditions of a delivery that is due and leased by no live worker."""
+    return (
+        deliveries.c.status == "pending",
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+    )
 
 
 def claim_due(
@@ -65,62 +106,127 @@ def claim_due(
     lease_ms: int,
     now: int,
     exclude_webhooks: Collection[str] = (),
+    quotas: Mapping[str, int] | None = None,
+    default_quota: int = 1,
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` due deliveries of enabled webhooks, oldest due first.
 
-    On PostgreSQL the inner SELECT locks its rows with SKIP LOCKED, so concurrent
+    Webhooks whose circuit is open or that asked for a pause are skipped. Each webhook
+    gets at most its quota of rows: `quotas[webhook_id]` when given, else its
+    `max_concurrency`, else `default_quota`, so one webhook's backlog cannot fill a batch.
+
+    On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent
     workers claim disjoint batches instead of waiting on each other; on SQLite the
     single writer lock gives the same guarantee.
     """
-    due = (
-        select(deliveries.c.id)
+    candidates = (
+        select(
+            deliveries.c.id,
+            deliveries.c.webhook_id,
+            deliveries.c.next_attempt_at,
+            webhooks.c.max_concurrency,
+        )
         .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
         .where(
-            deliveries.c.status == "pending",
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+            *_claimable(now),
             webhooks.c.enabled.is_(True),
+            webhooks.c.circuit_state == "closed",
+            or_(webhooks.c.paused_until.is_(None), webhooks.c.paused_until <= now),
         )
         .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
+        .limit(limit * CLAIM_SCAN_FACTOR)
         .with_for_update(of=deliveries, skip_locked=True)
     )
     if exclude_webhooks:
-        due = due.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
+        candidates = candidates.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
+    scanned = candidates.subquery("candidates")
+
+    # PostgreSQL allows no window function next to FOR UPDATE, so rank one level up.
+    position = func.row_number().over(
+        partition_by=scanned.c.webhook_id, order_by=(scanned.c.next_attempt_at, scanned.c.id)
+    )
+    ranked = select(scanned, position.label("position")).subquery("ranked")
+    quota: Any = func.coalesce(ranked.c.max_concurrency, default_quota)
+    if quotas:
+        quota = case(dict(quotas), value=ranked.c.webhook_id, else_=quota)
+    chosen = (
+        select(ranked.c.id)
+        .where(ranked.c.position <= quota)
+        .order_by(ranked.c.next_attempt_at)
+        .limit(limit)
+    )
     claim = (
         update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .where(deliveries.c.id.in_(chosen.scalar_subquery()))
         .values(lease_until=now + lease_ms, lease_owner=owner)
-        .returning(
-            deliveries.c.id,
-            deliveries.c.account_id,
-            deliveries.c.event_id,
-            deliveries.c.event_type,
-            deliveries.c.webhook_id,
-            deliveries.c.attempt_count,
-        )
+        .returning(*_CLAIMED_COLUMNS)
     )
 
     with engine.begin() as connection:
         claimed = list(connection.execute(claim).mappings())
-        if not claimed:
-            return []
-        bodies = dict(
-            connection.execute(
-                select(events.c.id, events.c.body).where(
-                    events.c.id.in_({row["event_id"] for row in claimed})
-                )
-            ).all()
-        )
-        targets = {
-            row.id: row
-            for row in connection.execute(
-                select(webhooks.c.id, webhooks.c.url, webhooks.c.secrets).where(
-                    webhooks.c.id.in_({row["webhook_id"] for row in claimed})
-                )
-            )
-        }
+        return _load_claimed(connection, claimed, probe=False)
 
+
+def claim_probes(
+    engine: Engine, *, owner: str, lease_ms: int, now: int, hold_ms: int
+) -> list[ClaimedDelivery]:
+    """Lease one due delivery of each webhook whose open circuit is due for a probe.
+
+    The webhook's next probe time moves `hold_ms` ahead in the same transaction, so
+    one probe at a time goes out, whichever worker sends it; recording its outcome
+    sets the time again.
+    """
+    due_probe = (
+        update(webhooks)
+        .where(
+            webhooks.c.circuit_state == "open",
+            webhooks.c.circuit_retry_at <= now,
+            webhooks.c.enabled.is_(True),
+            or_(webhooks.c.paused_until.is_(None), webhooks.c.paused_until <= now),
+            exists().where(deliveries.c.webhook_id == webhooks.c.id, *_claimable(now)),
+        )
+        .values(circuit_retry_at=now + hold_ms)
+        .returning(webhooks.c.id)
+    )
+    with engine.begin() as connection:
+        claimed = []
+        for webhook_id in connection.execute(due_probe).scalars().all():
+            oldest = (
+                select(deliveries.c.id)
+                .where(deliveries.c.webhook_id == webhook_id, *_claimable(now))
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            claim = (
+                update(deliveries)
+                .where(deliveries.c.id.in_(oldest.scalar_subquery()))
+                .values(lease_until=now + lease_ms, lease_owner=owner)
+                .returning(*_CLAIMED_COLUMNS)
+            )
+            claimed.extend(connection.execute(claim).mappings())
+        return _load_claimed(connection, claimed, probe=True)
+
+
+def _load_claimed(
+    connection: Connection, claimed: Sequence[Mapping[str, Any]], *, probe: bool
+) -> list[ClaimedDelivery]:
+    """Add each claimed row's event body and webhook to it."""
+    if not claimed:
+        return []
+    bodies = dict(
+        connection.execute(
+            select(events.c.id, events.c.body).where(
+                events.c.id.in_({row["event_id"] for row in claimed})
+            )
+        ).all()
+    )
+    targets = {
+        row["id"]: row
+        for row in connection.execute(
+            select(webhooks).where(webhooks.c.id.in_({row["webhook_id"] for row in claimed}))
+        ).mappings()
+    }
     return [
         ClaimedDelivery(
             id=row["id"],
@@ -129,9 +235,11 @@ def claim_due(
             event_type=row["event_type"],
             webhook_id=row["webhook_id"],
             attempt_count=row["attempt_count"],
-            url=targets[row["webhook_id"]].url,
-            secrets_json=targets[row["webhook_id"]].secrets,
+            url=targets[row["webhook_id"]]["url"],
+            secrets_json=targets[row["webhook_id"]]["secrets"],
             body=bytes(bodies[row["event_id"]]),
+            endpoint=endpoint_of(targets[row["webhook_id"]]),
+            probe=probe,
         )
         for row in claimed
     ]
@@ -163,10 +271,15 @@ def release_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str]) -
 
 _RECORD_DELIVERY = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.lease_owner == bindparam("b_owner"))
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.lease_owner == bindparam("b_owner"),
+        # A delivery cancelled while its attempt was in flight stays cancelled.
+        deliveries.c.status == "pending",
+    )
     .values(
         status=bindparam("b_status"),
-        attempt_count=deliveries.c.attempt_count + 1,
+        attempt_count=deliveries.c.attempt_count + bindparam("b_spent"),
         next_attempt_at=bindparam("b_next"),
         lease_until=None,
         lease_owner=None,
@@ -211,6 +324,7 @@ def record_attempts(engine: Engine, *, owner: str, records: Sequence[AttemptReco
             "b_code": r.status_code,
             "b_error": r.error,
             "b_at": r.attempted_at,
+            "b_spent": 1 if r.spends_attempt else 0,
         }
         for r in records
     ]
@@ -303,6 +417,7 @@ def retry_delivery(engine: Engine, account_id: str, delivery_id: str) -> dict[st
             .where(deliveries.c.id == delivery_id)
             .values(status="pending", next_attempt_at=now, updated=now)
         )
+        announce_deliveries(connection)
     return get_delivery(engine, account_id, delivery_id)
 
 

@@ -13,6 +13,7 @@ from wp_llm import _jsjson
 from wp_llm.catalog import matches
 from wp_llm.server import ids
 from wp_llm.server.db.schema import deliveries, events, webhooks
+from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceNotFound
 from wp_llm.server.store.pagination import Page, fetch_page
 
@@ -51,34 +52,42 @@ def subscribers(connection: Connection, account_id: str, event_type: str) -> lis
 
 def publish(engine: Engine, account_id: str, event_type: str, data: Any) -> PublishedEvent:
     """Store the event and one pending delivery per subscribed webhook, atomically."""
+    with engine.begin() as connection:
+        return insert_event(connection, account_id, event_type, data)
+
+
+def insert_event(
+    connection: Connection, account_id: str, event_type: str, data: Any
+) -> PublishedEvent:
+    """Store the event and its deliveries in the caller's transaction."""
     now = ids.now_ms()
     event_id = ids.new_id(ids.EVENT)
     body = build_envelope(event_id, now // 1000, event_type, data)
 
-    with engine.begin() as connection:
-        targets = subscribers(connection, account_id, event_type)
-        connection.execute(
-            insert(events).values(
-                id=event_id, account_id=account_id, type=event_type, created=now // 1000, body=body
-            )
+    targets = subscribers(connection, account_id, event_type)
+    connection.execute(
+        insert(events).values(
+            id=event_id, account_id=account_id, type=event_type, created=now // 1000, body=body
         )
-        delivery_rows = [
-            {
-                "id": ids.new_id(ids.DELIVERY),
-                "account_id": account_id,
-                "event_id": event_id,
-                "webhook_id": webhook_id,
-                "event_type": event_type,
-                "status": "pending",
-                "attempt_count": 0,
-                "next_attempt_at": now,
-                "created": now // 1000,
-                "updated": now,
-            }
-            for webhook_id in targets
-        ]
-        if delivery_rows:
-            connection.execute(insert(deliveries), delivery_rows)
+    )
+    delivery_rows = [
+        {
+            "id": ids.new_id(ids.DELIVERY),
+            "account_id": account_id,
+            "event_id": event_id,
+            "webhook_id": webhook_id,
+            "event_type": event_type,
+            "status": "pending",
+            "attempt_count": 0,
+            "next_attempt_at": now,
+            "created": now // 1000,
+            "updated": now,
+        }
+        for webhook_id in targets
+    ]
+    if delivery_rows:
+        connection.execute(insert(deliveries), delivery_rows)
+        announce_deliveries(connection)
 
     return PublishedEvent(
         id=event_id,

@@ -1,9 +1,10 @@
-"""Webhook endpoints: their URL, subscriptions, signing secrets and enabled state."""
+"""Webhook endpoints: URL, subscriptions, signing secrets, delivery settings and state."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
@@ -11,6 +12,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from wp_llm.server import ids
 from wp_llm.server.crypto import SecretBox
 from wp_llm.server.db.schema import deliveries, webhooks
+from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceNotFound
 from wp_llm.server.store.pagination import Page, fetch_page
 
@@ -36,6 +38,52 @@ def subscribed_types(row: Row) -> list[str]:
     return list(json.loads(row["events"]))
 
 
+# Settings an integrator may set per endpoint; NULL in the row means the operator's default.
+DELIVERY_SETTINGS = ("rate_limit", "max_concurrency", "timeout", "retry_schedule")
+
+# Secrets kept per webhook, the current one included; older ones in their grace period
+# beyond this are dropped at the next rotation.
+MAX_STORED_SECRETS = 5
+
+# Endpoint health as a freshly created or re-enabled webhook has it.
+HEALTHY_VALUES: Mapping[str, Any] = {
+    "consecutive_failures": 0,
+    "failing_since": None,
+    "circuit_state": "closed",
+    "circuit_retry_at": None,
+    "paused_until": None,
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A webhook's delivery settings, and whether it was healthy when read."""
+
+    rate_limit: float | None = None
+    max_concurrency: int | None = None
+    timeout: float | None = None
+    retry_schedule: tuple[float, ...] | None = None
+    healthy: bool = True
+
+
+def endpoint_of(row: Row) -> Endpoint:
+    schedule = row["retry_schedule"]
+    return Endpoint(
+        rate_limit=row["rate_limit"],
+        max_concurrency=row["max_concurrency"],
+        timeout=row["timeout"],
+        retry_schedule=None if schedule is None else tuple(json.loads(schedule)),
+        healthy=row["consecutive_failures"] == 0 and row["circuit_state"] == "closed",
+    )
+
+
+def _settings_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    values = {name: changes[name] for name in DELIVERY_SETTINGS if name in changes}
+    if values.get("retry_schedule") is not None:
+        values["retry_schedule"] = json.dumps(list(values["retry_schedule"]))
+    return values
+
+
 def create_webhook(
     engine: Engine,
     box: SecretBox,
@@ -45,9 +93,10 @@ def create_webhook(
     events: Sequence[str],
     description: str | None,
     secret: str,
+    delivery_settings: Mapping[str, Any] | None = None,
 ) -> Row:
     now = ids.now_ms()
-    values = {
+    values: dict[str, Any] = {
         "id": ids.new_id(ids.WEBHOOK),
         "account_id": account_id,
         "url": url,
@@ -57,20 +106,18 @@ def create_webhook(
         "enabled": True,
         "created": now // 1000,
         "updated": now // 1000,
+        **_settings_values(delivery_settings or {}),
     }
     with engine.begin() as connection:
         connection.execute(insert(webhooks).values(**values))
         return _get(connection, account_id, values["id"])
 
 
-def _get(connection: Connection, account_id: str, webhook_id: str) -> Row:
-    row = (
-        connection.execute(
-            select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
-        )
-        .mappings()
-        .first()
-    )
+def _get(connection: Connection, account_id: str, webhook_id: str, *, lock: bool = False) -> Row:
+    query = select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).mappings().first()
     if row is None:
         raise ResourceNotFound(
             f"No webhook with id {webhook_id!r} in this account.",
@@ -108,9 +155,13 @@ def list_webhooks(
 def update_webhook(
     engine: Engine, account_id: str, webhook_id: str, changes: Mapping[str, Any]
 ) -> Row:
-    """Apply changes to url, events, description or enabled; re-enabling resumes waiting deliveries."""
+    """Apply changes to the webhook's fields and delivery settings.
+
+    Re-enabling resumes waiting deliveries. Re-enabling or a new URL also resets the
+    endpoint's health, because past failures no longer apply.
+    """
     now = ids.now_ms()
-    values: dict[str, Any] = {"updated": now // 1000}
+    values: dict[str, Any] = {"updated": now // 1000, **_settings_values(changes)}
     for name in ("url", "description", "enabled"):
         if name in changes:
             values[name] = changes[name]
@@ -123,7 +174,9 @@ def update_webhook(
         if values.get("enabled") is False and current["enabled"]:
             values.update(disabled_reason="disabled through the API", disabled_at=now)
         if reenabled:
-            values.update(disabled_reason=None, disabled_at=None, failing_since=None)
+            values.update(disabled_reason=None, disabled_at=None)
+        if reenabled or values.get("url", current["url"]) != current["url"]:
+            values.update(HEALTHY_VALUES)
         connection.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(**values))
         if reenabled:
             _resume_deliveries(connection, webhook_id, now)
@@ -136,6 +189,7 @@ def _resume_deliveries(connection: Connection, webhook_id: str, now: int) -> Non
         .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
         .values(next_attempt_at=now, updated=now)
     )
+    announce_deliveries(connection)
 
 
 def delete_webhook(engine: Engine, account_id: str, webhook_id: str) -> None:
@@ -146,7 +200,7 @@ def delete_webhook(engine: Engine, account_id: str, webhook_id: str) -> None:
         connection.execute(
             update(deliveries)
             .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
-            .values(status="cancelled", next_attempt_at=None, lease_until=None, updated=now)
+            .values(status="cancelled", next_attempt_at=None, lease_until=None, lease_owner=None, updated=now)
         )
         connection.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
 
@@ -159,3 +213,40 @@ def disable_webhook(connection: Connection, webhook_id: str, reason: str, now: i
         .values(enabled=False, disabled_reason=reason, disabled_at=now, updated=now // 1000)
     )
     return result.rowcount > 0
+
+
+def rotate_secret(
+    engine: Engine,
+    box: SecretBox,
+    *,
+    account_id: str,
+    webhook_id: str,
+    secret: str,
+    grace_ms: int,
+) -> Row:
+    """Make `secret` the signing secret; older active secrets keep signing for `grace_ms`.
+
+    A grace period of 0 retires the older secrets at once.
+    """
+    now = ids.now_ms()
+    with engine.begin() as connection:
+        current = _get(connection, account_id, webhook_id, lock=True)
+        older = _retire(json.loads(current["secrets"]), until=now + grace_ms, now=now)
+        entries = [{"secret": box.encrypt(secret), "expires_at": None}, *older]
+        connection.execute(
+            update(webhooks)
+            .where(webhooks.c.id == webhook_id)
+            .values(secrets=json.dumps(entries[:MAX_STORED_SECRETS]), updated=now // 1000)
+        )
+        return _get(connection, account_id, webhook_id)
+
+
+def _retire(entries: list[dict[str, Any]], *, until: int, now: int) -> list[dict[str, Any]]:
+    """Give every still active secret an expiry no later than `until`; drop expired ones."""
+    retired = []
+    for entry in entries:
+        expires_at = entry["expires_at"]
+        expires_at = until if expires_at is None else min(expires_at, until)
+        if expires_at > now:
+            retired.append({**entry, "expires_at": expires_at})
+    return retired

@@ -1,0 +1,213 @@
+"""The claim queries on a real database: per-webhook quotas, skipped webhooks, and probes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, select, update
+
+from wp_llm.server import ids
+from wp_llm.server.crypto import SecretBox
+from wp_llm.server.db.engine import create_db_engine, migrate
+from wp_llm.server.db.schema import deliveries, webhooks
+from wp_llm.server.store import accounts
+from wp_llm.server.store import deliveries as delivery_store
+from wp_llm.server.store import events as event_store
+from wp_llm.server.store import webhooks as webhook_store
+
+LEASE_MS = 30_000
+BOX = SecretBox(Fernet.generate_key())
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    created = create_db_engine(database_url)
+    migrate(created)
+    yield created
+    created.dispose()
+
+
+def add_webhook(engine: Engine, account_id: str, events: list[str], **settings: object) -> str:
+    row = webhook_store.create_webhook(
+        engine,
+        BOX,
+        account_id=account_id,
+        url="https://example.com/hook",
+        events=events,
+        description=None,
+        secret="secret-for-tests",
+        delivery_settings=settings,
+    )
+    return str(row["id"])
+
+
+def publish(engine: Engine, account_id: str, event_type: str, count: int) -> None:
+    for index in range(count):
+        event_store.publish(engine, account_id, event_type, {"index": index})
+
+
+def claim(engine: Engine, **options: object) -> list[delivery_store.ClaimedDelivery]:
+    arguments = {"owner": "worker-a", "limit": 100, "lease_ms": LEASE_MS, "now": ids.now_ms()}
+    return delivery_store.claim_due(engine, **{**arguments, **options})  # type: ignore[arg-type]
+
+
+def per_webhook(claimed: list[delivery_store.ClaimedDelivery]) -> Counter[str]:
+    return Counter(delivery.webhook_id for delivery in claimed)
+
+
+def set_webhook(engine: Engine, webhook_id: str, **values: object) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(**values))
+
+
+@pytest.fixture
+def account_id(engine: Engine) -> str:
+    return accounts.ensure_account(engine, "claims")
+
+
+def test_claim_caps_each_webhook_at_default_quota(engine: Engine, account_id: str) -> None:
+    backlog = add_webhook(engine, account_id, ["analysis.*"])
+    publish(engine, account_id, "analysis.completed", 50)
+    newer = add_webhook(engine, account_id, ["generation.*"])
+    publish(engine, account_id, "generation.completed", 3)
+
+    counts = per_webhook(claim(engine, default_quota=4))
+    assert counts[backlog] == 4
+    assert counts[newer] == 3
+
+
+def test_claim_uses_webhook_max_concurrency(engine: Engine, account_id: str) -> None:
+    limited = add_webhook(engine, account_id, ["*"], max_concurrency=2)
+    publish(engine, account_id, "generation.completed", 10)
+    assert per_webhook(claim(engine, default_quota=8))[limited] == 2
+
+
+def test_claim_quota_overrides_webhook_limit(engine: Engine, account_id: str) -> None:
+    limited = add_webhook(engine, account_id, ["*"], max_concurrency=5)
+    publish(engine, account_id, "generation.completed", 10)
+    assert per_webhook(claim(engine, quotas={limited: 1}))[limited] == 1
+
+
+def test_claim_reaches_past_excluded_backlog(engine: Engine, account_id: str) -> None:
+    backlog = add_webhook(engine, account_id, ["analysis.*"])
+    publish(engine, account_id, "analysis.completed", 500)
+    newer = add_webhook(engine, account_id, ["generation.*"])
+    publish(engine, account_id, "generation.completed", 1)
+
+    counts = per_webhook(claim(engine, limit=10, exclude_webhooks=[backlog], default_quota=16))
+    assert counts == Counter({newer: 1})
+
+
+def test_claim_skips_open_circuit(engine: Engine, account_id: str) -> None:
+    failing = add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 3)
+    set_webhook(engine, failing, circuit_state="open", circuit_retry_at=ids.now_ms() + 60_000)
+    assert claim(engine, default_quota=8) == []
+
+
+def test_claim_skips_paused_webhook_until_pause_ends(engine: Engine, account_id: str) -> None:
+    paused = add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 2)
+    now = ids.now_ms()
+    set_webhook(engine, paused, paused_until=now + 5_000)
+    assert claim(engine, now=now, default_quota=8) == []
+    assert len(claim(engine, now=now + 5_000, default_quota=8)) == 2
+
+
+def test_claim_carries_endpoint_settings(engine: Engine, account_id: str) -> None:
+    add_webhook(engine, account_id, ["*"], rate_limit=2.5, timeout=4.0, retry_schedule=[1, 30])
+    publish(engine, account_id, "generation.completed", 1)
+    [claimed] = claim(engine, default_quota=8)
+    assert claimed.endpoint.rate_limit == 2.5
+    assert claimed.endpoint.timeout == 4.0
+    assert claimed.endpoint.retry_schedule == (1, 30)
+    assert claimed.endpoint.healthy
+
+
+def test_probe_claims_one_delivery_per_open_circuit(engine: Engine, account_id: str) -> None:
+    failing = add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 5)
+    now = ids.now_ms()
+    set_webhook(engine, failing, circuit_state="open", circuit_retry_at=now, consecutive_failures=9)
+
+    first = delivery_store.claim_probes(
+        engine, owner="a", lease_ms=LEASE_MS, now=now, hold_ms=10_000
+    )
+    second = delivery_store.claim_probes(
+        engine, owner="b", lease_ms=LEASE_MS, now=now, hold_ms=10_000
+    )
+    assert [probe.probe for probe in first] == [True]
+    assert not first[0].endpoint.healthy
+    assert second == []
+
+
+def test_probe_waits_for_hold_to_pass(engine: Engine, account_id: str) -> None:
+    failing = add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 5)
+    now = ids.now_ms()
+    set_webhook(engine, failing, circuit_state="open", circuit_retry_at=now)
+    delivery_store.claim_probes(engine, owner="a", lease_ms=LEASE_MS, now=now, hold_ms=10_000)
+
+    later = delivery_store.claim_probes(
+        engine, owner="a", lease_ms=LEASE_MS, now=now + 10_000, hold_ms=10_000
+    )
+    assert len(later) == 1
+
+
+def test_probe_skips_circuit_without_due_delivery(engine: Engine, account_id: str) -> None:
+    failing = add_webhook(engine, account_id, ["*"])
+    now = ids.now_ms()
+    set_webhook(engine, failing, circuit_state="open", circuit_retry_at=now)
+    assert (
+        delivery_store.claim_probes(engine, owner="a", lease_ms=LEASE_MS, now=now, hold_ms=1) == []
+    )
+    with engine.connect() as connection:
+        retry_at = connection.execute(
+            select(webhooks.c.circuit_retry_at).where(webhooks.c.id == failing)
+        ).scalar_one()
+    assert retry_at == now
+
+
+def test_failed_probe_leaves_attempt_count(engine: Engine, account_id: str) -> None:
+    add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 1)
+    [claimed] = claim(engine, default_quota=8)
+    now = ids.now_ms()
+    record = delivery_store.AttemptRecord(
+        delivery_id=claimed.id,
+        webhook_id=claimed.webhook_id,
+        account_id=claimed.account_id,
+        attempted_at=now,
+        latency_ms=5,
+        status_code=503,
+        error="endpoint answered 503",
+        response_body="",
+        response_truncated=False,
+        succeeded=False,
+        next_status="pending",
+        next_attempt_at=now,
+        spends_attempt=False,
+    )
+    delivery_store.record_attempts(engine, owner="worker-a", records=[record])
+    with engine.connect() as connection:
+        row = (
+            connection.execute(select(deliveries).where(deliveries.c.id == claimed.id))
+            .mappings()
+            .one()
+        )
+    assert row["attempt_count"] == 0
+    assert row["status"] == "pending"
+    assert row["last_status_code"] == 503
+
+
+def test_custom_schedule_is_stored_as_json(engine: Engine, account_id: str) -> None:
+    webhook_id = add_webhook(engine, account_id, ["*"], retry_schedule=[0.5, 2])
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(webhooks.c.retry_schedule).where(webhooks.c.id == webhook_id)
+        ).scalar_one()
+    assert json.loads(stored) == [0.5, 2]
