@@ -117,7 +117,9 @@ def test_test_endpoint_reports_success(account: Account, receiver: Receiver) -> 
     assert result["response_body"] == '{"ok":true}'
     assert result["latency_ms"] >= 0
     assert receiver.wait_for(1)[0].headers["x-wp-llm-event"] == "generation.completed"
-    assert result["event"]["data"] == minimal
+    sent = result["event"]["data"]
+    assert {key: sent[key] for key in minimal} == minimal
+    assert sent["usage"] == catalog.EVENT_TYPES["generation.completed"].example["usage"]
 
 
 def test_test_endpoint_reports_failure(account: Account, receiver: Receiver) -> None:

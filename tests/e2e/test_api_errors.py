@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -188,3 +189,90 @@ def test_private_targets_are_refused_by_default(make_service, url: str) -> None:
         response = client.post("/v1/webhooks", json={"url": url, "events": ["*"]})
     error = assert_error(response, 400, "validation_error", "url")
     assert error["code"] == "url_not_allowed"
+
+
+GENERATION = {
+    "id": "g",
+    "object": "text_generation",
+    "created": 1,
+    "model": "m",
+    "prompt": "p",
+    "completion": "c",
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    "finish_reason": "stop",
+}
+
+# (raw JSON of extra data fields, the field the error must name)
+UNSTORABLE_DATA = [
+    (r'{"note": "\ud83d"}', "data.note"),  # an unpaired surrogate is not Unicode text
+    (r'{"note": {"\udc00": 1}}', "data.note"),  # also not as an object key
+    (r'{"nested": [1, {"zero": "a\u0000b"}]}', "data.nested[1].zero"),  # NUL
+    ('{"counter": 9007199254740993}', "data.counter"),  # beyond 2**53 - 1
+    ('{"counter": -100000000000000000000}', "data.counter"),
+]
+
+
+@pytest.mark.parametrize(("extra", "field"), UNSTORABLE_DATA)
+def test_unstorable_event_data_is_rejected(account: Account, extra: str, field: str) -> None:
+    data = json.dumps(GENERATION)[:-1] + ", " + extra[1:]
+    content = f'{{"type": "generation.completed", "data": {data}}}'.encode()
+    response = account.client.post(
+        "/v1/events", content=content, headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400, "validation_error", field)
+    assert account.client.get("/v1/events").status_code == 200
+
+
+def test_nul_in_webhook_description_is_rejected(account: Account, receiver: Receiver) -> None:
+    url = receiver.url.replace("http://", "http://alice:TopSecretPw42@")
+    response = account.client.post(
+        "/v1/webhooks", json={"url": url, "events": ["*"], "description": "x\u0000"}
+    )
+    assert_error(response, 400, "validation_error", "description")
+    assert "TopSecretPw42" not in account.service.log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/webhooks/%00", "path"),
+        ("/v1/events/evt_%00", "path"),
+        ("/v1/deliveries?starting_after=%00", "starting_after"),
+        ("/v1/events?type=a%00b", "type"),
+    ],
+)
+def test_nul_in_url_is_rejected(account: Account, path: str, field: str) -> None:
+    assert_error(account.client.get(path), 400, "validation_error", field)
+
+
+def test_oversized_body_is_413(account: Account) -> None:
+    data = {**GENERATION, "completion": "x" * (1024 * 1024)}
+    response = account.client.post(
+        "/v1/events", json={"type": "generation.completed", "data": data}
+    )
+    error = assert_error(response, 413, "validation_error", "body")
+    assert error["code"] == "request_too_large"
+
+
+def test_non_json_content_type_is_415(account: Account) -> None:
+    response = account.client.post(
+        "/v1/webhooks",
+        content=b'{"url": "https://example.com/hook", "events": ["*"]}',
+        headers={"content-type": "text/plain"},
+    )
+    assert_error(response, 415, "validation_error", "Content-Type")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"enabled": "yes"}, "enabled"),  # strings are not booleans
+        ({"max_concurrency": True}, "max_concurrency"),  # booleans are not numbers
+        ({"events": ["*", 5]}, "events[1]"),
+    ],
+)
+def test_loosely_typed_values_are_rejected(
+    account: Account, body: dict[str, Any], field: str
+) -> None:
+    full = {"url": "https://example.com/hook", "events": ["*"], **body}
+    assert_error(account.client.post("/v1/webhooks", json=full), 400, "validation_error", field)

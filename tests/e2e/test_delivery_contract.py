@@ -83,7 +83,7 @@ TRICKY_DATA = [
     {"ratio": 1.0, "half": 0.5, "neg": -2.0},  # integral floats print without ".0"
     {"big": 1e16, "tiny": 1e-7, "huge": 1e21, "small": 0.000001},  # exponent thresholds
     {"10": "ten", "2": "two", "b": 1, "a": 2, "01": "not an index"},  # index-like keys sort first
-    {"counter": 12345678901234567890},  # integers beyond 2**53 lose precision as in JS
+    {"counter": 9007199254740991, "negative": -9007199254740991},  # the largest exact integers
     {"ctrl": "tab\there\u0001\u007f", "quote": '"\\/'},
 ]
 

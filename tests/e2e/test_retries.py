@@ -5,6 +5,8 @@ The test service retries after 0.5 s, 1 s and 2 s with no jitter, and times out 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import Account
@@ -127,3 +129,20 @@ def test_redirect_is_a_failure(account: Account, receiver: Receiver, status: int
     first = delivery["attempts"][0]
     assert first["outcome"] == "failed"
     assert "redirect not followed" in first["error"]
+
+
+def test_attempt_in_flight_at_deletion_still_counts(account: Account, receiver: Receiver) -> None:
+    receiver.reply_with(Reply(200, delay=1.0))
+    webhook = create_webhook(account.client, receiver.url)
+    event = publish(account.client, "generation.completed")
+    receiver.wait_for(1)
+    account.client.delete(f"/v1/webhooks/{webhook['id']}")
+    delivery = wait_for_delivery(account.client, event["id"], statuses={"cancelled"})
+    deadline = time.monotonic() + 10
+    while delivery["attempt_count"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        delivery = account.client.get(f"/v1/deliveries/{delivery['id']}").json()
+    assert delivery["status"] == "cancelled"
+    assert delivery["attempt_count"] == 1
+    assert delivery["last_status_code"] == 200
+    assert [a["status_code"] for a in delivery["attempts"]] == [200]

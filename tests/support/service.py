@@ -32,6 +32,8 @@ TEST_ENVIRONMENT = {
     "WP_LLM_POLL_INTERVAL": "0.1s",
     "WP_LLM_CIRCUIT_PROBE_INTERVAL": "0.5s",
     "WP_LLM_ALLOW_PRIVATE_NETWORKS": "1",
+    # Tests revoke keys and change limits and check the effect at once.
+    "WP_LLM_AUTH_CACHE": "0s",
 }
 
 

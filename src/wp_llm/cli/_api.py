@@ -38,7 +38,7 @@ ALL_OPTION = typer.Option(False, "--all", help="Fetch every page, not only the f
 
 def abort(message: str, code: int = 2) -> NoReturn:
     """Print `message` as an error and exit; code 2 for bad input, 1 for a failed request."""
-    fail(escape(message), code)
+    fail(message, code)
     raise typer.Exit(code)  # `fail` has exited already, and this line lets type checkers know it.
 
 

@@ -51,7 +51,7 @@ def _open(database: str | None, data_dir: Path | None):  # type: ignore[no-untyp
     """Return the settings and a migrated engine."""
     settings = _settings(database_url=database, data_dir=data_dir)
     with _database_errors():
-        engine = _engine(database, data_dir)
+        engine = _engine(database, data_dir, must_exist=True)
     return settings, engine
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -15,7 +17,12 @@ HOST_OPTION = typer.Option(
     None, "--host", envvar="WP_LLM_HOST", help="Address to listen on [default: 127.0.0.1]."
 )
 PORT_OPTION = typer.Option(
-    None, "--port", envvar="WP_LLM_PORT", help="TCP port to listen on [default: 8080]."
+    None,
+    "--port",
+    envvar="WP_LLM_PORT",
+    min=1,
+    max=65535,
+    help="TCP port to listen on [default: 8080].",
 )
 DATABASE_OPTION = typer.Option(
     None,
@@ -37,29 +44,90 @@ PRIVATE_OPTION = typer.Option(
 )
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def _settings(**overrides: object):  # type: ignore[no-untyped-def]
     try:
         from wp_llm.server.config import ConfigError, load_settings
     except ImportError:
         fail("the service needs the server extra: pip install 'wp-llm[server]'")
     try:
-        return load_settings().with_overrides(**overrides)
+        return load_settings(overrides=overrides)
     except ConfigError as error:
         fail(str(error))
 
 
-def _engine(database: str | None, data_dir: Path | None):  # type: ignore[no-untyped-def]
-    from sqlalchemy.exc import OperationalError
+@contextlib.contextmanager
+def _startup_errors(database_url: str) -> Iterator[None]:
+    """Turn what can go wrong while opening the database into a message that says what to do."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+    from wp_llm.server.crypto import SecretKeyError
+
+    try:
+        yield
+    except (ArgumentError, NoSuchModuleError):
+        fail(
+            f"{database_url!r} is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql://user@host:5432/database (--database or WP_LLM_DATABASE_URL)"
+        )
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
+        fail(f"cannot open the database {database_url!r}: {reason}; check that it is running")
+    except SecretKeyError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot use the data folder: {error}; check --data-dir or WP_LLM_DATA_DIR")
+
+
+def _check_database_exists(settings) -> None:  # type: ignore[no-untyped-def]
+    """Refuse to create a new SQLite file for commands that only make sense on an existing one."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        fail(
+            f"no database at {url.database}; check --data-dir or --database "
+            "(start the service once, or run `wp-llm migrate`, to create it)"
+        )
+
+
+def _engine(database: str | None, data_dir: Path | None, *, must_exist: bool = False):  # type: ignore[no-untyped-def]
     from wp_llm.server.db.engine import create_db_engine, migrate
 
     settings = _settings(database_url=database, data_dir=data_dir)
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
+    if must_exist:
+        _check_database_exists(settings)
+    with _startup_errors(settings.resolved_database_url):
+        engine = create_db_engine(settings.resolved_database_url)
         migrate(engine)
-    except OperationalError as error:
-        fail(f"cannot open the database {settings.resolved_database_url!r}: {error.orig}")
     return engine
+
+
+def _context(settings):  # type: ignore[no-untyped-def]
+    """Open and migrate the database and load the secret key, before any server starts."""
+    from wp_llm.server.api.app import build_context
+
+    with _startup_errors(settings.resolved_database_url):
+        return build_context(settings)
+
+
+def _event_loop_runner() -> asyncio.Runner:
+    """Run on uvloop where it is installed, as `serve` does through uvicorn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def _configure_logging(level: str) -> None:
+    from wp_llm.server.logs import configure_logging
+
+    if level.lower() not in LOG_LEVELS:
+        fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    configure_logging(level)
 
 
 @app.command()
@@ -78,9 +146,8 @@ def serve(
     import uvicorn
 
     from wp_llm.server.api.app import create_app
-    from wp_llm.server.logs import configure_logging
 
-    configure_logging(log_level)
+    _configure_logging(log_level)
     settings = _settings(
         host=host,
         port=port,
@@ -90,7 +157,7 @@ def serve(
         run_worker=worker,
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, _context(settings)),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -107,24 +174,24 @@ def run_worker(
     log_level: str = typer.Option("info", "--log-level", envvar="WP_LLM_LOG_LEVEL"),
 ) -> None:
     """Run only the delivery engine; start as many as you need against one database."""
-    from wp_llm.server.api.app import build_context
     from wp_llm.server.engine.worker import DeliveryWorker
-    from wp_llm.server.logs import configure_logging
 
-    configure_logging(log_level)
+    _configure_logging(log_level)
     settings = _settings(
         database_url=database, data_dir=data_dir, allow_private_networks=allow_private_networks
     )
 
+    context = _context(settings)
+
     async def run() -> None:
-        context = await asyncio.to_thread(build_context, settings)
         worker = DeliveryWorker(context.engine, context.box, settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
 
-    asyncio.run(run())
+    with _event_loop_runner() as runner:
+        runner.run(run())
 
 
 @app.command()

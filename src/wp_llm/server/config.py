@@ -7,6 +7,7 @@ and an explicit flag wins over the variable.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,10 +17,26 @@ from typing import Literal
 DEFAULT_DATA_DIR = Path("var")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+MAX_PORT = 65535
+# Below these, requests time out before any endpoint can answer and leases lapse mid-request.
+MIN_REQUEST_TIMEOUT_SECONDS = 0.1
+MIN_LEASE_SECONDS = 1.0
 
 # Delays after the first failed attempt, in seconds: 14 attempts over about 3.2 days.
 DEFAULT_RETRY_SCHEDULE_SECONDS: tuple[float, ...] = (
-    5, 60, 300, 1800, 7200, 18000, 36000, 36000, 36000, 36000, 36000, 36000, 36000,
+    5,
+    60,
+    300,
+    1800,
+    7200,
+    18000,
+    36000,
+    36000,
+    36000,
+    36000,
+    36000,
+    36000,
+    36000,
 )
 DEFAULT_RETRY_JITTER = 0.2
 DEFAULT_RETRY_AFTER_CAP_SECONDS = 6 * 3600
@@ -29,6 +46,10 @@ DEFAULT_POLL_INTERVAL_SECONDS = 1.0
 DEFAULT_MAX_IN_FLIGHT = 256
 DEFAULT_PER_ENDPOINT_CONCURRENCY = 16
 DEFAULT_RESPONSE_BODY_LIMIT_BYTES = 4096
+# Event data of a webhook system is small; a bigger request body is almost certainly a mistake.
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+# A revoked key or a changed account limit takes effect in each API process within this time.
+DEFAULT_AUTH_CACHE_SECONDS = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETENTION_SECONDS = 30 * 86400.0
 DEFAULT_PURGE_INTERVAL_SECONDS = 600.0
@@ -70,18 +91,22 @@ def _parse_float(name: str, raw: str, *, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
 
-def _parse_int(name: str, raw: str, *, minimum: int = 1) -> int:
+def _parse_int(name: str, raw: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
@@ -93,8 +118,17 @@ def parse_duration(name: str, raw: str) -> float:
     text = raw.strip().lower()
     for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
         if text.endswith(suffix):
-            return _parse_float(name, text[: -len(suffix)]) * _DURATION_UNITS[suffix]
-    return _parse_float(name, text)
+            number = text[: -len(suffix)]
+            try:
+                return _parse_float(name, number) * _DURATION_UNITS[suffix]
+            except ConfigError:
+                break
+    try:
+        return _parse_float(name, text)
+    except ConfigError:
+        raise ConfigError(
+            f"{name} must be a duration such as 500ms, 5s, 2m, 1h or 3d, got {raw!r}"
+        ) from None
 
 
 def parse_retry_schedule(name: str, raw: str) -> tuple[float, ...]:
@@ -105,7 +139,9 @@ def parse_retry_schedule(name: str, raw: str) -> tuple[float, ...]:
     return tuple(parse_duration(name, part) for part in parts)
 
 
-def parse_networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(
+    name: str, raw: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Parse a comma-separated list of CIDR subnets, such as `10.1.0.0/16,fd00::/8`."""
     networks = []
     for part in (p.strip() for p in raw.split(",")):
@@ -157,6 +193,8 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     per_endpoint_concurrency: int = DEFAULT_PER_ENDPOINT_CONCURRENCY
     response_body_limit: int = DEFAULT_RESPONSE_BODY_LIMIT_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    auth_cache_seconds: float = DEFAULT_AUTH_CACHE_SECONDS
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
     # Events older than this are purged with their finished deliveries; 0 keeps them forever.
     retention: float = DEFAULT_RETENTION_SECONDS
@@ -206,7 +244,7 @@ _READERS = {
     "WP_LLM_DATA_DIR": ("data_dir", lambda n, v: Path(v)),
     "WP_LLM_DATABASE_URL": ("database_url", lambda n, v: v.strip()),
     "WP_LLM_HOST": ("host", lambda n, v: v.strip()),
-    "WP_LLM_PORT": ("port", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_PORT": ("port", lambda n, v: _parse_int(n, v, maximum=MAX_PORT)),
     "WP_LLM_ALLOW_PRIVATE_NETWORKS": ("allow_private_networks", _parse_bool),
     "WP_LLM_ALLOWED_NETWORKS": ("allowed_networks", parse_networks),
     "WP_LLM_SECRET_KEY": ("secret_key", lambda n, v: v.strip() or None),
@@ -219,6 +257,8 @@ _READERS = {
     "WP_LLM_MAX_IN_FLIGHT": ("max_in_flight", lambda n, v: _parse_int(n, v)),
     "WP_LLM_PER_ENDPOINT_CONCURRENCY": ("per_endpoint_concurrency", lambda n, v: _parse_int(n, v)),
     "WP_LLM_RESPONSE_BODY_LIMIT": ("response_body_limit", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_MAX_REQUEST_BYTES": ("max_request_bytes", lambda n, v: _parse_int(n, v)),
+    "WP_LLM_AUTH_CACHE": ("auth_cache_seconds", parse_duration),
     "WP_LLM_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_duration),
     "WP_LLM_RETENTION": ("retention", parse_duration),
     "WP_LLM_PURGE_INTERVAL": ("purge_interval", parse_duration),
@@ -240,7 +280,8 @@ _READERS = {
     "WP_LLM_MAX_RETRY_WINDOW": ("max_retry_window", parse_duration),
     "WP_LLM_MAX_GRACE_PERIOD": ("max_grace_period", parse_duration),
     "WP_LLM_CIRCUIT_FAILURE_THRESHOLD": (
-        "circuit_failure_threshold", lambda n, v: _parse_int(n, v)
+        "circuit_failure_threshold",
+        lambda n, v: _parse_int(n, v),
     ),
     "WP_LLM_CIRCUIT_PROBE_INTERVAL": ("circuit_probe_interval", parse_duration),
     "WP_LLM_DISABLE_AFTER": ("disable_after", parse_duration),
@@ -248,15 +289,40 @@ _READERS = {
 }
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from the environment; raise ConfigError naming the bad variable."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+) -> Settings:
+    """Build settings from the environment and flags; raise ConfigError naming the bad value.
+
+    A flag in `overrides` (None means not given) wins, so its variable is not even read.
+    """
     env = os.environ if environ is None else environ
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
     values: dict[str, object] = {}
     for name, (attribute, reader) in _READERS.items():
         raw = env.get(name)
-        if raw is not None:
+        if raw is not None and attribute not in given:
             values[attribute] = reader(name, raw)
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**{**values, **given})  # type: ignore[arg-type]
+    _check_ranges(settings)
+    return settings
+
+
+def _check_ranges(settings: Settings) -> None:
+    if not 1 <= settings.port <= MAX_PORT:
+        raise ConfigError(f"the port must be between 1 and {MAX_PORT}, got {settings.port}")
+    if settings.request_timeout < MIN_REQUEST_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"WP_LLM_REQUEST_TIMEOUT must be at least {MIN_REQUEST_TIMEOUT_SECONDS}s, "
+            f"got {settings.request_timeout:g}s"
+        )
+    if settings.lease_seconds < MIN_LEASE_SECONDS:
+        raise ConfigError(
+            f"WP_LLM_LEASE_SECONDS must be at least {MIN_LEASE_SECONDS:g}s, "
+            f"got {settings.lease_seconds:g}s"
+        )
+    if settings.poll_interval <= 0:
+        raise ConfigError(f"WP_LLM_POLL_INTERVAL must be above 0, got {settings.poll_interval:g}s")
     if settings.retry_jitter >= 1:
         raise ConfigError(f"WP_LLM_RETRY_JITTER must be below 1, got {settings.retry_jitter}")
     if settings.purge_interval <= 0:
@@ -270,4 +336,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if value <= 0:
             raise ConfigError(f"{name} must be above 0, got {value:g}")
-    return settings

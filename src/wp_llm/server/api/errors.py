@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from wp_llm.server.api.payload_checks import UnstorableValueError
 from wp_llm.server.errors import ServiceError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ def _validation_details(error: RequestValidationError) -> tuple[str, dict[str, A
                 "field": "body",
                 "reason": item.get("msg"),
             }
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, UnstorableValueError):
+            problems.append({"field": cause.field, "message": cause.reason})
+            continue
         problems.append({"field": field_path(item.get("loc", ())), "message": item.get("msg", "")})
     first = problems[0] if problems else {"field": "body", "message": "invalid request"}
     message = f"Invalid value for {first['field']}: {first['message']}"

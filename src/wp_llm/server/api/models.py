@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from wp_llm._signing import STANDARD_SECRET_PREFIX
+from wp_llm.server.api.payload_checks import check_value
 
 MAX_DESCRIPTION_LENGTH = 500
 MIN_SECRET_LENGTH = 8
@@ -18,7 +19,14 @@ MAX_REPLAY_EVENT_TYPES = 100
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "yes" is no boolean and true is no number; only JSON's own types pass.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _check_storable(self) -> _Request:
+        for name in type(self).model_fields:
+            check_value(getattr(self, name), name)
+        return self
 
 
 def _check_secret(secret: str | None) -> str | None:
@@ -47,14 +55,18 @@ class _DeliverySettings(_Request):
     """Per-endpoint delivery settings, each capped by the operator, with null for the default."""
 
     rate_limit: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
         description="Deliveries per second to this endpoint at most.",
     )
     max_concurrency: int | None = Field(
         default=None, ge=1, description="Deliveries in flight to this endpoint at most."
     )
     timeout: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
         description="Seconds one attempt may take, from connecting to reading the response.",
     )
     retry_schedule: list[Seconds] | None = Field(
@@ -126,7 +138,8 @@ class WebhookReplay(_Request):
 class WebhookTest(_Request):
     type: str = Field(default="generation.completed", description="The event type to send.")
     data: dict[str, Any] | None = Field(
-        default=None, description="The event data; the catalog example of the type when omitted."
+        default=None,
+        description="Event data; fields it leaves out are filled from the type's catalog example.",
     )
 
 

@@ -239,10 +239,17 @@ async def test_webhook(
     request = body or WebhookTest()
     event_type = request.type
     if event_type not in catalog.EVENT_TYPES:
-        checked_patterns([event_type])
-        raise InvalidRequest(f"A test needs an exact event type, got {event_type!r}.",
-                             code="unknown_event_type", details={"field": "type"})
-    data = request.data if request.data is not None else catalog.EVENT_TYPES[event_type].example
+        raise InvalidRequest(
+            f"A test needs an exact catalog event type, got {event_type[:100]!r}.",
+            code="unknown_event_type",
+            details={
+                "field": "type",
+                "value": event_type[:100],
+                "valid": list(catalog.EVENT_TYPES),
+            },
+        )
+    # Given fields win; the example fills the rest, so typed receivers can parse a test event.
+    data = {**catalog.EVENT_TYPES[event_type].example, **(request.data or {})}
 
     account_id = principal.account_id or ""
     row = await run_in_threadpool(webhook_store.get_webhook, context.engine, account_id, webhook_id)
@@ -250,12 +257,19 @@ async def test_webhook(
     body_bytes = event_store.build_envelope(event_id, int(time.time()), event_type, data)
     secrets = webhook_store.active_secrets(context.box, row, ids.now_ms())
     headers = delivery_headers(
-        event_id=event_id, event_type=event_type, delivery_id=ids.new_id(ids.DELIVERY),
-        secrets=secrets, body=body_bytes, timestamp=int(time.time()),
+        event_id=event_id,
+        event_type=event_type,
+        delivery_id=ids.new_id(ids.DELIVERY),
+        secrets=secrets,
+        body=body_bytes,
+        timestamp=int(time.time()),
     )
     settings = context.settings
-    async with Sender(context.address_policy, timeout=settings.request_timeout,
-                      body_limit=settings.response_body_limit) as sender:
+    async with Sender(
+        context.address_policy,
+        timeout=settings.request_timeout,
+        body_limit=settings.response_body_limit,
+    ) as sender:
         result = await sender.send(row["url"], body_bytes, headers, timeout=row["timeout"])
     return {
         "object": "webhook_test",

@@ -87,13 +87,20 @@ def create_db_engine(url: str, *, pool_size: int = POSTGRES_POOL_SIZE) -> Engine
         max_overflow=2 * pool_size,
         pool_pre_ping=True,
         connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
+        # Errors and logs must not carry statement parameters: they hold URLs with
+        # credentials and encrypted secrets.
+        hide_parameters=True,
     )
 
 
 def _create_sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "isolation_level": None})
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "isolation_level": None},
+        hide_parameters=True,
+    )
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_immediate)
     return engine

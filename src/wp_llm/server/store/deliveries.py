@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
+    String,
+    and_,
     bindparam,
     case,
     exists,
@@ -273,14 +276,25 @@ _RECORD_DELIVERY = (
     update(deliveries)
     .where(
         deliveries.c.id == bindparam("b_id"),
-        deliveries.c.lease_owner == bindparam("b_owner"),
-        # A delivery cancelled while its attempt was in flight stays cancelled.
-        deliveries.c.status == "pending",
+        or_(
+            and_(
+                deliveries.c.lease_owner == bindparam("b_owner"), deliveries.c.status == "pending"
+            ),
+            # Deleting the webhook cancelled the delivery while this attempt was in flight:
+            # the attempt still counts, but the delivery stays cancelled.
+            and_(deliveries.c.lease_owner.is_(None), deliveries.c.status == "cancelled"),
+        ),
     )
     .values(
-        status=bindparam("b_status"),
+        status=case(
+            (deliveries.c.status == "cancelled", "cancelled"),
+            else_=bindparam("b_status", type_=String()),
+        ),
         attempt_count=deliveries.c.attempt_count + bindparam("b_spent"),
-        next_attempt_at=bindparam("b_next"),
+        next_attempt_at=case(
+            (deliveries.c.status == "cancelled", None),
+            else_=bindparam("b_next", type_=BigInteger()),
+        ),
         lease_until=None,
         lease_owner=None,
         last_status_code=bindparam("b_code"),

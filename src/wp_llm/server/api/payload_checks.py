@@ -1,0 +1,67 @@
+"""Values that parse as JSON but that the service could not store or deliver faithfully.
+
+- NUL characters: PostgreSQL text columns cannot hold them.
+- Unpaired UTF-16 surrogates (`"\\ud83d"` alone): not Unicode text, so they cannot be
+  encoded as UTF-8 for storage, responses or receivers.
+- Integers beyond ±(2**53 - 1): JavaScript's JSON.parse rounds them, so the body bytes
+  (what JSON.stringify prints) would carry a different number than was published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_SAFE_INTEGER = 2**53 - 1
+_SURROGATES = range(0xD800, 0xE000)
+
+
+class UnstorableValueError(ValueError):
+    """A request value the service cannot store or deliver unchanged; names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character, which cannot be stored"
+    if any(ord(character) in _SURROGATES for character in text):
+        return "contains an unpaired UTF-16 surrogate; send valid Unicode text"
+    return None
+
+
+def _check_string(text: str, field: str) -> None:
+    # The scan only runs when the fast UTF-8 encoding fails or a NUL is present.
+    if "\x00" not in text:
+        try:
+            text.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            pass
+    problem = _string_problem(text)
+    if problem is not None:
+        raise UnstorableValueError(field, problem)
+
+
+def check_value(value: Any, field: str) -> None:
+    """Raise UnstorableValueError for the first value under `field` that cannot be kept as sent."""
+    if isinstance(value, str):
+        _check_string(value, field)
+    elif isinstance(value, bool) or value is None or isinstance(value, float):
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise UnstorableValueError(
+                field,
+                f"is an integer beyond ±{MAX_SAFE_INTEGER}, which JavaScript receivers would "
+                "read as a different number; send it as a string",
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_string(str(key), field)
+            check_value(item, f"{field}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_value(item, f"{field}[{index}]")

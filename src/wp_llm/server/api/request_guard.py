@@ -1,0 +1,126 @@
+"""Rejects requests the API should not parse: oversized bodies, non-JSON bodies, NUL in URLs.
+
+A pure ASGI middleware, so requests that pass pay only for a few header checks and,
+for bodies, one buffering step bounded by the size limit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class RequestGuardMiddleware:
+    """Answers 413, 415 or 400 with the error envelope before any route runs."""
+
+    def __init__(self, app: ASGIApp, max_request_bytes: int) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        problem = self._url_problem(scope)
+        if problem is not None:
+            await self._reject(scope, send, 400, "invalid_request", *problem)
+            return
+        if scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_request_bytes:
+            await self._too_large(scope, send)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await self._too_large(scope, send)
+            return
+        if body and not _is_json(headers.get("content-type", "")):
+            message = "Send the body as JSON with 'Content-Type: application/json'."
+            await self._reject(scope, send, 415, "unsupported_media_type", "Content-Type", message)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """Read the whole body, or return None as soon as it passes the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_request_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _url_problem(scope: Scope) -> tuple[str, str] | None:
+        path = unquote(scope.get("raw_path", b"").decode("latin-1") or scope["path"])
+        if "\x00" in path:
+            return "path", "The URL path contains a NUL character."
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if "\x00" in value or "\x00" in name:
+                return name.replace(
+                    "\x00", ""
+                ), f"The query parameter {name!r} contains a NUL character."
+        return None
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        message = f"The request body is larger than {self.max_request_bytes} bytes."
+        await self._reject(scope, send, 413, "request_too_large", "body", message)
+
+    @staticmethod
+    async def _reject(
+        scope: Scope, send: Send, status: int, code: str, field: str, message: str
+    ) -> None:
+        request_id = scope.get("state", {}).get("request_id", "")
+        error: dict[str, Any] = {
+            "type": "validation_error",
+            "code": code,
+            "message": message,
+            "details": {"field": field},
+            "request_id": request_id,
+            "timestamp": int(time.time()),
+        }
+        body = json.dumps({"error": error}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """Hand the buffered body to the app, then pass on the client's real disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await original()
+
+    return receive
