@@ -45,3 +45,10 @@ def test_concurrent_first_starts_share_one_key(tmp_path: Path) -> None:
     token = boxes[0].encrypt("shared")
     assert {box.decrypt(token) for box in boxes} == {"shared"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [KEY_FILE_NAME]
+
+
+def test_decryption_is_cached_per_token() -> None:
+    box = SecretBox(Fernet.generate_key())
+    token = box.encrypt("cached")
+    assert box.decrypt(token) == box.decrypt(token) == "cached"
+    assert box._decrypt_cached.cache_info().hits >= 1

@@ -17,13 +17,14 @@ from wp_llm.server.api import deliveries, event_types, events, stats, webhooks
 from wp_llm.server.api.context import ServiceContext
 from wp_llm.server.api.errors import install_error_handlers
 from wp_llm.server.api.idempotency import IdempotencyMiddleware
+from wp_llm.server.api.request_guard import RequestGuardMiddleware
+from wp_llm.server.api.request_id import RequestIdMiddleware
 from wp_llm.server.config import Settings
 from wp_llm.server.crypto import load_secret_box
 from wp_llm.server.db.engine import create_db_engine, migrate
 from wp_llm.server.engine import metrics
 from wp_llm.server.engine.netguard import AddressPolicy
 from wp_llm.server.engine.worker import STOP_WRITE_SECONDS, DeliveryWorker
-from wp_llm.server.ids import new_id
 from wp_llm.server.usage.clock import create_clock
 from wp_llm.server.usage.guard import RateLimitGuard
 from wp_llm.server.usage.limiters import create_rate_limiter
@@ -66,7 +67,10 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
             worker_task = asyncio.create_task(worker.run())
         sampling = metrics.sample_database(ctx.engine, settings.metrics_interval)
         sampler = asyncio.create_task(sampling)
-        logger.info("api started", extra={"database": ctx.engine.dialect.name, "worker": settings.run_worker})
+        logger.info(
+            "api started",
+            extra={"database": ctx.engine.dialect.name, "worker": settings.run_worker},
+        )
         try:
             yield
         finally:
@@ -86,16 +90,10 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
     install_error_handlers(app)
     # Added before the request-id middleware, so it runs inside it and its answers carry the id.
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestGuardMiddleware, max_request_bytes=settings.max_request_bytes)
 
-    @app.middleware("http")
-    async def add_request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request.state.request_id = new_id("req")
-        response: Response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        rate_limit = getattr(request.state, "rate_limit", None)
-        if rate_limit is not None:
-            response.headers.update(rate_limit.headers())
-        return response
+    # Added last, so it is the outermost: every answer, errors included, carries the id.
+    app.add_middleware(RequestIdMiddleware)
 
     for module in (webhooks, events, deliveries, event_types, stats):
         app.include_router(module.router)

@@ -31,6 +31,10 @@ class ServiceContext:
     # Usage accounting (rate limits, quota periods) reads the time here, so tests can shift it.
     clock: Clock = field(default_factory=SystemClock)
     rate_guard: RateLimitGuard | None = None
+    principals: accounts.PrincipalCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.principals = accounts.PrincipalCache(self.settings.auth_cache_seconds)
 
     def notify_workers(self) -> None:
         """Wake an in-process worker right after new deliveries were stored."""
@@ -61,7 +65,7 @@ def get_principal(
         raise AuthenticationFailed(
             "The Authorization header must be 'Bearer <key>'.", code="malformed_authorization"
         )
-    principal = accounts.authenticate(context.engine, authorization[7:].strip())
+    principal = context.principals.authenticate(context.engine, authorization[7:].strip())
     request.state.principal = principal
     if context.rate_guard is not None:
         # The middleware copies the decision into the X-RateLimit-* headers of the response.

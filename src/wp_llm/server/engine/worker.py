@@ -173,9 +173,10 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
-            # Cleared before the claim, not after it, so a wake-up that arrives while
-            # the claim runs is not lost.
+            # Cleared before the claim, not after it, so a wake-up or a freed slot that
+            # arrives while the claim runs is not lost.
             self.wake.clear()
+            self._slot_freed.clear()
             started = await self._claim_once()
             if started:
                 # A claim takes at most each webhook's budget, so rows of other webhooks may
@@ -278,7 +279,6 @@ class DeliveryWorker:
                                   "error": str(error)[:200]})
 
     async def _wait_for_work(self) -> None:
-        self._slot_freed.clear()
         waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(self._slot_freed.wait())]
         # A paused or rate-limited endpoint may send again before the next poll.
         timeout = self.settings.poll_interval
@@ -394,6 +394,8 @@ class DeliveryWorker:
             finally:
                 self._writing = 0
         self._write_failures = 0
+        # Recorded attempts no longer count against capacity: let the claim loop refill.
+        self._slot_freed.set()
         return True
 
     def _write(self, batch: list[delivery_store.AttemptRecord]) -> None:

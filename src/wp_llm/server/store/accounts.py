@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,10 +118,36 @@ def authenticate(engine: Engine, token: str) -> Principal:
     )
 
 
+PRINCIPAL_CACHE_SIZE = 10_000
+
+
+class PrincipalCache:
+    """Remembers authenticated keys briefly, so most requests cost no key lookup."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, engine: Engine, token: str) -> Principal:
+        """Return the cached principal of a valid key, or look it up; invalid keys are never cached."""
+        key = hash_api_key(token)
+        now = time.monotonic()
+        entry = self._entries.get(key) if self._ttl > 0 else None
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        principal = authenticate(engine, token)
+        if self._ttl <= 0:
+            return principal
+        with self._lock:
+            if len(self._entries) >= PRINCIPAL_CACHE_SIZE:
+                self._entries.clear()
+            self._entries[key] = (now + self._ttl, principal)
+        return principal
+
+
 def find_account(engine: Engine, name_or_id: str) -> dict[str, object] | None:
-    query = select(accounts).where(
-        (accounts.c.id == name_or_id) | (accounts.c.name == name_or_id)
-    )
+    query = select(accounts).where((accounts.c.id == name_or_id) | (accounts.c.name == name_or_id))
     with engine.connect() as connection:
         row = connection.execute(query).mappings().first()
     return dict(row) if row else None
