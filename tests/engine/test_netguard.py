@@ -180,3 +180,22 @@ def test_allowed_networks_setting_rejects_garbage() -> None:
 def test_loopback_name_allowed_with_loopback_network() -> None:
     policy = AddressPolicy(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
     assert check_url("http://localhost:8080/hook", policy) == "http://localhost:8080/hook"
+
+
+# URLs that must not be saved, each with the error code it gets from a default policy.
+TRICKY_URLS = [
+    ("http://①②⑦.0.0.1/", "url_not_allowed"),  # full-width digits normalize to 127.0.0.1
+    ("http://127。0。0。1/", "url_not_allowed"),  # ideographic full stops too
+    ("http://256.1.1.1/", "invalid_url"),  # numeric labels, but no IPv4 address
+    ("http://1.1.1.1.1/", "invalid_url"),
+    ("http://127.0.0.1\\@evil.example/", "invalid_url"),  # parsers disagree on backslashes
+    ("https://example.com/\r\nX-Injected: 1", "invalid_url"),  # header injection
+    ("https://example.com/a b", "invalid_url"),
+]
+
+
+@pytest.mark.parametrize(("url", "code"), TRICKY_URLS)
+def test_check_url_rejects_tricky_urls(url: str, code: str) -> None:
+    with pytest.raises(BlockedURLError) as raised:
+        check_url(url, AddressPolicy())
+    assert raised.value.code == code

@@ -10,7 +10,7 @@ import ipaddress
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -235,9 +235,6 @@ class Settings:
     def resolved_database_url(self) -> str:
         return self.database_url or default_database_url(self.data_dir)
 
-    def with_overrides(self, **overrides: object) -> Settings:
-        """Return a copy with every override that is not None applied."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 _READERS = {

@@ -57,7 +57,7 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = context or await asyncio.to_thread(build_context, settings)
+        ctx = context if context is not None else await asyncio.to_thread(build_context, settings)
         ctx.loop = asyncio.get_running_loop()
         app.state.context = ctx
         worker_task = None

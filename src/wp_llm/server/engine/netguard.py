@@ -110,11 +110,21 @@ def _normalize_host(host: str) -> str:
         ) from None
 
 
+# Whitespace, controls and backslashes: parsers disagree on them, or drop them silently.
+_FORBIDDEN_URL_CHARACTERS = frozenset(" \\\x7f")
+
+
 def _split(url: str) -> SplitResult:
     if len(url) > MAX_URL_LENGTH:
         raise BlockedURLError(
             f"The URL is {len(url)} characters long; the maximum is {MAX_URL_LENGTH}.",
             code="url_too_long",
+        )
+    bad = next((c for c in url.strip() if c in _FORBIDDEN_URL_CHARACTERS or ord(c) < 0x20), None)
+    if bad is not None:
+        raise BlockedURLError(
+            f"The URL contains {bad!r}, which a URL may not contain; percent-encode it.",
+            code="invalid_url",
         )
     try:
         parts = urlsplit(url.strip())
@@ -171,6 +181,17 @@ def check_url(url: str, policy: AddressPolicy) -> str:
     parts = _split(url)
     raw_host = parts.hostname or ""
     literal = _ip_literal(raw_host)
+    host = raw_host
+    if literal is None:
+        host = _normalize_host(raw_host)
+        # IDNA maps full-width digits and ideographic full stops to ASCII, so a name can
+        # normalize into an IP literal ("１２７。0。0。1"): check the normalized form too.
+        literal = _ip_literal(host)
+        if literal is None and _looks_numeric(host):
+            raise BlockedURLError(
+                f"The URL host {host!r} is neither a valid IPv4 address nor a domain name.",
+                code="invalid_url",
+            )
 
     if literal is not None:
         reason = policy.blocked_reason(literal)
@@ -178,7 +199,6 @@ def check_url(url: str, policy: AddressPolicy) -> str:
             raise _not_allowed(reason)
         host = f"[{literal.compressed}]" if literal.version == 6 else literal.compressed
     else:
-        host = _normalize_host(raw_host)
         loopback_name = host == LOOPBACK_NAME or host.endswith("." + LOOPBACK_NAME)
         if loopback_name and all(policy.blocked_reason(a) for a in _LOOPBACK_ADDRESSES):
             raise _not_allowed("a loopback name")
@@ -186,6 +206,12 @@ def check_url(url: str, policy: AddressPolicy) -> str:
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (userinfo + "@" if userinfo else "") + host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def _looks_numeric(host: str) -> bool:
+    """True for hosts such as `256.1.1.1` or `1.2.3.4.5`: all-digit labels, yet no address."""
+    labels = host.rstrip(".").split(".")
+    return all(label.isdigit() for label in labels)
 
 
 class BlockedAddressError(OSError):

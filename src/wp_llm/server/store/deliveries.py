@@ -192,7 +192,7 @@ def claim_probes(
         .returning(webhooks.c.id)
     )
     with engine.begin() as connection:
-        claimed = []
+        claimed: list[Mapping[Any, Any]] = []
         for webhook_id in connection.execute(due_probe).scalars().all():
             oldest = (
                 select(deliveries.c.id)
@@ -212,7 +212,7 @@ def claim_probes(
 
 
 def _load_claimed(
-    connection: Connection, claimed: Sequence[Mapping[str, Any]], *, probe: bool
+    connection: Connection, claimed: Sequence[Mapping[Any, Any]], *, probe: bool
 ) -> list[ClaimedDelivery]:
     """Add each claimed row's event body and webhook to it."""
     if not claimed:

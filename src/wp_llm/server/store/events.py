@@ -95,16 +95,16 @@ def insert_event(
         type=event_type,
         created=now // 1000,
         body=body,
-        delivery_ids=[row["id"] for row in delivery_rows],
+        delivery_ids=[str(row["id"]) for row in delivery_rows],
     )
 
 
-def event_object(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_object(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The API form of a stored event: its envelope, parsed from the bytes that were sent."""
     return dict(json.loads(row["body"]))
 
 
-def get_event(engine: Engine, account_id: str, event_id: str) -> Mapping[str, Any]:
+def get_event(engine: Engine, account_id: str, event_id: str) -> Mapping[Any, Any]:
     query = select(events).where(events.c.id == event_id, events.c.account_id == account_id)
     with engine.connect() as connection:
         row = connection.execute(query).mappings().first()

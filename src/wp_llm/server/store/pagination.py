@@ -16,7 +16,7 @@ DEFAULT_PAGE_SIZE = 10
 class Page:
     """One page of rows and whether more lie beyond it in the listing's direction."""
 
-    rows: Sequence[Mapping[str, Any]]
+    rows: Sequence[Mapping[Any, Any]]
     has_more: bool
 
 

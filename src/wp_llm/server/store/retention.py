@@ -91,11 +91,11 @@ def purge_expired(
         with engine.begin() as connection:
             event_ids = _expired_event_ids(connection, after, bound, batch_size)
             if not event_ids:
-                return PurgeResult(*totals, complete=True)
+                return PurgeResult(totals[0], totals[1], totals[2], complete=True)
             counts = _delete_batch(connection, event_ids)
         totals = [total + count for total, count in zip(totals, counts, strict=True)]
         after = event_ids[-1]
-    return PurgeResult(*totals, complete=False)
+    return PurgeResult(totals[0], totals[1], totals[2], complete=False)
 
 
 def _expired_event_ids(connection: Connection, after: str, bound: str, limit: int) -> list[str]:

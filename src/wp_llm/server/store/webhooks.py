@@ -16,7 +16,7 @@ from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceNotFound
 from wp_llm.server.store.pagination import Page, fetch_page
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
 
 
 def encode_secrets(box: SecretBox, entries: Sequence[tuple[str, int | None]]) -> str:
@@ -46,7 +46,7 @@ DELIVERY_SETTINGS = ("rate_limit", "max_concurrency", "timeout", "retry_schedule
 MAX_STORED_SECRETS = 5
 
 # Endpoint health as a freshly created or re-enabled webhook has it.
-HEALTHY_VALUES: Mapping[str, Any] = {
+HEALTHY_VALUES: Mapping[Any, Any] = {
     "consecutive_failures": 0,
     "failing_since": None,
     "circuit_state": "closed",
@@ -77,7 +77,7 @@ def endpoint_of(row: Row) -> Endpoint:
     )
 
 
-def _settings_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+def _settings_values(changes: Mapping[Any, Any]) -> dict[str, Any]:
     values = {name: changes[name] for name in DELIVERY_SETTINGS if name in changes}
     if values.get("retry_schedule") is not None:
         values["retry_schedule"] = json.dumps(list(values["retry_schedule"]))
@@ -93,7 +93,7 @@ def create_webhook(
     events: Sequence[str],
     description: str | None,
     secret: str,
-    delivery_settings: Mapping[str, Any] | None = None,
+    delivery_settings: Mapping[Any, Any] | None = None,
 ) -> Row:
     now = ids.now_ms()
     values: dict[str, Any] = {
@@ -153,7 +153,7 @@ def list_webhooks(
 
 
 def update_webhook(
-    engine: Engine, account_id: str, webhook_id: str, changes: Mapping[str, Any]
+    engine: Engine, account_id: str, webhook_id: str, changes: Mapping[Any, Any]
 ) -> Row:
     """Apply changes to the webhook's fields and delivery settings.
 
