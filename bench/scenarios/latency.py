@@ -1,0 +1,147 @@
+"""Publish-to-receipt latency at a fixed rate, from when each event was due to its receipt.
+
+Events are published open-loop, on a fixed schedule: to our API with POST /v1/events,
+or as one enqueued job per event for the peers. The latency of an event is the sink's
+log time minus the time the event was due, so time spent queueing in the producer
+counts too. nginx logs times in milliseconds, which bounds the resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.context import BenchContext
+from bench.ours import POSTGRES_ONE_PROCESS, POSTGRES_ONE_WORKER, SQLITE_ONE_PROCESS, Topology
+from bench.payload import new_event_id
+from bench.peers.control import PeerSetup
+from bench.publisher import RATE_CONNECTIONS, ApiPublisher, publish_at_rate
+from bench.record import ScenarioResult, guarded, guarded_section
+from bench.scenarios.throughput import peer_jobs
+from bench.seeding import create_tenant, register_webhooks
+from bench.sink import Receipt
+from bench.stats import MILLISECONDS_PER_SECOND, latency_summary, percentile, successful
+
+TOPOLOGIES = (SQLITE_ONE_PROCESS, POSTGRES_ONE_PROCESS, POSTGRES_ONE_WORKER)
+WARM_UP_SECONDS = 1.0
+# Time allowed after the last event was due for its delivery to arrive.
+DRAIN_SECONDS = 30.0
+
+Send = Callable[[], Awaitable[str]]
+
+
+def receipt_latencies(
+    receipts: list[Receipt], due: dict[str, float], path: str | None = None
+) -> list[float]:
+    """Seconds from due to first receipt per event; an event never received counts as infinite."""
+    first: dict[str, float] = {}
+    for receipt in successful(receipts):
+        if receipt.event_id in due and (path is None or receipt.path == path):
+            first[receipt.event_id] = min(receipt.at, first.get(receipt.event_id, math.inf))
+    return [first.get(event_id, math.inf) - at for event_id, at in due.items()]
+
+
+async def measure(
+    context: BenchContext,
+    prefix: str,
+    send: Send,
+    rate: float,
+    seconds: float,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """Publish at `rate` for `seconds` and summarize each event's latency to the sink."""
+    reader = context.sink.reader(prefix)
+    log = await publish_at_rate(send, rate, seconds)
+    complete = await reader.wait_for(len(log.due), DRAIN_SECONDS)
+    await reader.settle()
+    latencies = receipt_latencies(reader.receipts, log.due, path)
+    summary = latency_summary(latencies)
+    return {
+        "value": summary["p99_ms"],
+        **summary,
+        "complete": complete and not log.errors and all(math.isfinite(v) for v in latencies),
+        "published": len(log.due),
+        "undelivered": sum(1 for value in latencies if not math.isfinite(value)),
+        "publish_errors": len(log.errors),
+        "first_publish_error": log.errors[0] if log.errors else None,
+        "publish_p50_ms": percentile(log.response_seconds, 0.5) * MILLISECONDS_PER_SECOND,
+        "publish_p99_ms": percentile(log.response_seconds, 0.99) * MILLISECONDS_PER_SECOND,
+    }
+
+
+async def run_ours(context: BenchContext, topology: Topology, result: ScenarioResult) -> None:
+    profile = context.profile
+    service = context.our_service(topology, api=True)
+    try:
+        prefix = context.prefix("latency")
+        tenant = create_tenant(service.engine, "bench")
+        register_webhooks(
+            service.engine, service.box, tenant.account_id, [context.sink.url(prefix)]
+        )
+        await service.start()
+        async with ApiPublisher(service.api_url, tenant.api_key, RATE_CONNECTIONS) as publisher:
+
+            async def send() -> str:
+                return await publisher.publish(context.data)
+
+            await measure(context, prefix, send, profile.latency_rate_per_second, WARM_UP_SECONDS)
+            for _ in range(profile.repeats):
+                record = await guarded(
+                    measure(
+                        context,
+                        prefix,
+                        send,
+                        profile.latency_rate_per_second,
+                        profile.latency_seconds,
+                    ),
+                    topology.name,
+                )
+                result.add(topology.name, f"ours: {topology.label}", record)
+        service.check_running()
+    finally:
+        service.close()
+
+
+async def run_peer(context: BenchContext, setup: PeerSetup, result: ScenarioResult) -> None:
+    profile = context.profile
+    peer = context.peer(setup)
+    try:
+        prefix = context.prefix("latency")
+        url = context.sink.url(prefix)
+        peer.start()
+
+        async def send() -> str:
+            [job] = peer_jobs(url, 1, context.data, event_id=new_event_id())
+            await peer.enqueue([job])
+            return job["event_id"]
+
+        await measure(context, prefix, send, profile.latency_rate_per_second, WARM_UP_SECONDS)
+        for _ in range(profile.repeats):
+            record = await guarded(
+                measure(
+                    context, prefix, send, profile.latency_rate_per_second, profile.latency_seconds
+                ),
+                setup.name,
+            )
+            result.add(setup.name, setup.label, record)
+        peer.check_running()
+    finally:
+        await peer.close()
+
+
+async def run(context: BenchContext) -> list[ScenarioResult]:
+    profile = context.profile
+    result = ScenarioResult(
+        "latency",
+        "p99 publish-to-receipt",
+        "ms",
+        "lower",
+        f"{profile.latency_rate_per_second:,} events/s for {profile.latency_seconds:g} s "
+        f"to one endpoint; median of {profile.repeats} runs",
+    )
+    for topology in TOPOLOGIES:
+        await guarded_section(run_ours(context, topology, result), topology.name, result)
+    for setup in context.peers:
+        await guarded_section(run_peer(context, setup, result), setup.name, result)
+    return [result]
