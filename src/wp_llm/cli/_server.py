@@ -28,7 +28,10 @@ DATABASE_OPTION = typer.Option(
     None,
     "--database",
     envvar="WP_LLM_DATABASE_URL",
-    help="Database URL: sqlite:///path.db or postgresql://user@host/db [default: sqlite file in the data dir].",
+    help=(
+        "Database URL: sqlite:///path.db or postgresql://user@host/db "
+        "[default: a SQLite file in the data dir]."
+    ),
 )
 DATA_DIR_OPTION = typer.Option(
     None,

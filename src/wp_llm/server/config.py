@@ -236,7 +236,6 @@ class Settings:
         return self.database_url or default_database_url(self.data_dir)
 
 
-
 _READERS = {
     "WP_LLM_DATA_DIR": ("data_dir", lambda n, v: Path(v)),
     "WP_LLM_DATABASE_URL": ("database_url", lambda n, v: v.strip()),

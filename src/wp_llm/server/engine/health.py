@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 # Health then lags by those attempts, and the next ones correct it.
 MAX_PENDING_OUTCOMES = 10_000
 
+
 class HealthTracker:
     """Queues endpoint outcomes and writes them with the attempt records that caused them.
 

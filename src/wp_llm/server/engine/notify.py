@@ -66,8 +66,10 @@ class DeliveryListener:
         )
         async with connection:
             await connection.execute(f"LISTEN {DELIVERY_CHANNEL}")
-            logger.info("delivery listener connected",
-                        extra={"worker": self._worker, "after_failures": self._failures})
+            logger.info(
+                "delivery listener connected",
+                extra={"worker": self._worker, "after_failures": self._failures},
+            )
             self._failures = 0
 
             # Announcements sent while no connection listened are lost; claim once now.

@@ -201,7 +201,6 @@ class Sender:
         return b"".join(chunks)
 
 
-
 def _failure(started: float, failure: FailureKind, error: str) -> SendResult:
     return SendResult(None, _elapsed_ms(started), error, None, False, None, failure)
 

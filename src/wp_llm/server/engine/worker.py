@@ -76,7 +76,9 @@ class DeliveryWorker:
         self.box = box
         self.settings = settings
         self.owner = worker_name()
-        self.policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap)
+        self.policy = RetryPolicy(
+            settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap
+        )
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -122,8 +124,10 @@ class DeliveryWorker:
         """Stop claiming; in-flight deliveries get `shutdown_timeout` seconds to finish."""
         if not self._stopping.is_set():
             self._stop_deadline = time.monotonic() + self.settings.shutdown_timeout
-            logger.info("delivery worker stopping",
-                        extra={"worker": self.owner, "in_flight": len(self._in_flight)})
+            logger.info(
+                "delivery worker stopping",
+                extra={"worker": self.owner, "in_flight": len(self._in_flight)},
+            )
         self._stopping.set()
         self.wake.set()
 
@@ -212,9 +216,15 @@ class DeliveryWorker:
         except DATABASE_ERRORS as error:
             self._claim_failures += 1
             delay = database_retry_delay(self._claim_failures)
-            logger.warning("claim failed; database unavailable, will retry",
-                           extra={"worker": self.owner, "failures": self._claim_failures,
-                                  "retry_in_s": delay, "error": str(error)[:200]})
+            logger.warning(
+                "claim failed; database unavailable, will retry",
+                extra={
+                    "worker": self.owner,
+                    "failures": self._claim_failures,
+                    "retry_in_s": delay,
+                    "error": str(error)[:200],
+                },
+            )
             await self._pause(delay)
             return 0
         self._claim_failures = 0
@@ -263,23 +273,33 @@ class DeliveryWorker:
                     hold_ms=hold_ms,
                 )
             except DATABASE_ERRORS as error:
-                logger.warning("probe claim failed; will retry",
-                               extra={"worker": self.owner, "error": str(error)[:200]})
+                logger.warning(
+                    "probe claim failed; will retry",
+                    extra={"worker": self.owner, "error": str(error)[:200]},
+                )
                 continue
             await self._start(probes)
 
     async def _release(self, delivery_ids: list[str]) -> None:
         """Hand leases back; if the database is down they expire on their own instead."""
         try:
-            await self._db(delivery_store.release_leases, self.engine,
-                           owner=self.owner, delivery_ids=delivery_ids)
+            await self._db(
+                delivery_store.release_leases,
+                self.engine,
+                owner=self.owner,
+                delivery_ids=delivery_ids,
+            )
         except DATABASE_ERRORS as error:
-            logger.warning("releasing leases failed; they will expire instead",
-                           extra={"worker": self.owner, "count": len(delivery_ids),
-                                  "error": str(error)[:200]})
+            logger.warning(
+                "releasing leases failed; they will expire instead",
+                extra={"worker": self.owner, "count": len(delivery_ids), "error": str(error)[:200]},
+            )
 
     async def _wait_for_work(self) -> None:
-        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(self._slot_freed.wait())]
+        waiters = [
+            asyncio.create_task(self.wake.wait()),
+            asyncio.create_task(self._slot_freed.wait()),
+        ]
         # A paused or rate-limited endpoint may send again before the next poll.
         timeout = self.settings.poll_interval
         ready_at = self._throttles.next_ready(time.monotonic())
@@ -313,8 +333,10 @@ class DeliveryWorker:
             self._flush_needed.set()
             self._observe(delivery, result, record, throttle)
         except Exception:
-            logger.exception("delivery crashed; its lease will expire and it will be retried",
-                             extra={"delivery_id": delivery.id, "webhook_id": delivery.webhook_id})
+            logger.exception(
+                "delivery crashed; its lease will expire and it will be retried",
+                extra={"delivery_id": delivery.id, "webhook_id": delivery.webhook_id},
+            )
         finally:
             self._in_flight.pop(delivery.id, None)
             metrics.IN_FLIGHT.dec()
@@ -371,8 +393,10 @@ class DeliveryWorker:
             if await self._write_once():
                 continue
             if deadline is not None and time.monotonic() >= deadline:
-                logger.error("attempts not recorded before exit; they will be sent again",
-                             extra={"worker": self.owner, "count": len(self._records)})
+                logger.error(
+                    "attempts not recorded before exit; they will be sent again",
+                    extra={"worker": self.owner, "count": len(self._records)},
+                )
                 return
             await asyncio.sleep(database_retry_delay(self._write_failures))
 
@@ -387,9 +411,15 @@ class DeliveryWorker:
             except DATABASE_ERRORS as error:
                 self._records = batch + self._records
                 self._write_failures += 1
-                logger.warning("recording attempts failed; will retry",
-                               extra={"worker": self.owner, "count": len(self._records),
-                                      "failures": self._write_failures, "error": str(error)[:200]})
+                logger.warning(
+                    "recording attempts failed; will retry",
+                    extra={
+                        "worker": self.owner,
+                        "count": len(self._records),
+                        "failures": self._write_failures,
+                        "error": str(error)[:200],
+                    },
+                )
                 return False
             finally:
                 self._writing = 0
@@ -413,12 +443,18 @@ class DeliveryWorker:
             held = list(self._in_flight) + [record.delivery_id for record in self._records]
             until = ids.now_ms() + int(self.settings.lease_seconds * 1000)
             try:
-                await self._db(delivery_store.extend_leases, self.engine,
-                               owner=self.owner, delivery_ids=held, until=until)
+                await self._db(
+                    delivery_store.extend_leases,
+                    self.engine,
+                    owner=self.owner,
+                    delivery_ids=held,
+                    until=until,
+                )
             except DATABASE_ERRORS as error:
-                logger.warning("lease renewal failed; will retry",
-                               extra={"worker": self.owner, "count": len(held),
-                                      "error": str(error)[:200]})
+                logger.warning(
+                    "lease renewal failed; will retry",
+                    extra={"worker": self.owner, "count": len(held), "error": str(error)[:200]},
+                )
 
     async def _drain(self) -> None:
         """Let in-flight deliveries finish until the shutdown deadline, then hand back the rest."""
@@ -431,8 +467,10 @@ class DeliveryWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if unfinished:
-            logger.warning("shutdown deadline passed; handing unfinished deliveries back",
-                           extra={"worker": self.owner, "count": len(unfinished)})
+            logger.warning(
+                "shutdown deadline passed; handing unfinished deliveries back",
+                extra={"worker": self.owner, "count": len(unfinished)},
+            )
             await self._release(unfinished)
 
     async def _retention_loop(self) -> None:
@@ -447,7 +485,8 @@ class DeliveryWorker:
                     should_stop=self._stopping.is_set,
                 )
             except DBAPIError as error:
-                logger.warning("purge of expired events failed; will retry",
-                               extra={"worker": self.owner, "error": str(error)[:200]})
+                logger.warning(
+                    "purge of expired events failed; will retry",
+                    extra={"worker": self.owner, "error": str(error)[:200]},
+                )
             await self._pause(self.settings.purge_interval)
-

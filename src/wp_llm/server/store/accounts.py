@@ -106,7 +106,8 @@ def authenticate(engine: Engine, token: str) -> Principal:
         row = connection.execute(query).first()
     if row is None:
         raise AuthenticationFailed(
-            "The API key is invalid or revoked; create one with `wp-llm keys create --account NAME`."
+            "The API key is invalid or revoked; "
+            "create one with `wp-llm keys create --account NAME`."
         )
     return Principal(
         key_id=row.id,
@@ -130,7 +131,10 @@ class PrincipalCache:
         self._lock = threading.Lock()
 
     def authenticate(self, engine: Engine, token: str) -> Principal:
-        """Return the cached principal of a valid key, or look it up; invalid keys are never cached."""
+        """Return the principal of a valid key from the cache, or look it up and cache it.
+
+        Invalid keys are never cached.
+        """
         key = hash_api_key(token)
         now = time.monotonic()
         entry = self._entries.get(key) if self._ttl > 0 else None

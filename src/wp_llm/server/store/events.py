@@ -32,7 +32,13 @@ class PublishedEvent:
 
 def build_envelope(event_id: str, created: int, event_type: str, data: Any) -> bytes:
     """Serialize the envelope once, in the contract's field order, as JavaScript would."""
-    envelope = {"id": event_id, "object": "event", "created": created, "type": event_type, "data": data}
+    envelope = {
+        "id": event_id,
+        "object": "event",
+        "created": created,
+        "type": event_type,
+        "data": data,
+    }
     return _jsjson.dumps(envelope)
 
 

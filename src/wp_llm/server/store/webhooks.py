@@ -200,7 +200,13 @@ def delete_webhook(engine: Engine, account_id: str, webhook_id: str) -> None:
         connection.execute(
             update(deliveries)
             .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
-            .values(status="cancelled", next_attempt_at=None, lease_until=None, lease_owner=None, updated=now)
+            .values(
+                status="cancelled",
+                next_attempt_at=None,
+                lease_until=None,
+                lease_owner=None,
+                updated=now,
+            )
         )
         connection.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
 
