@@ -10,8 +10,9 @@
     │   ├── RateLimitError        429 rate_limit_error
     │   ├── QuotaError            429 quota_error
     │   └── ServerError           5xx
-    └── ConnectionError           the request got no response
-        └── TimeoutError
+    ├── ConnectionError           the request got no response
+    │   └── TimeoutError
+    └── RequestEncodingError      the arguments cannot be sent as JSON; nothing was sent
 
 `ConnectionError` and `TimeoutError` share their names with Python builtins but do not
 derive from them; refer to them as `exceptions.ConnectionError` to keep both in reach.
@@ -33,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "QuotaError",
     "RateLimitError",
+    "RequestEncodingError",
     "ServerError",
     "TimeoutError",
     "ValidationError",
@@ -123,3 +125,10 @@ class ConnectionError(WPLLMError):  # noqa: A001 - the public name the SDK docum
 
 class TimeoutError(ConnectionError):  # noqa: A001 - the public name the SDK documents
     """Connecting, sending or reading took longer than the configured timeout."""
+
+
+class RequestEncodingError(WPLLMError, ValueError):
+    """The request's arguments cannot be sent as JSON, such as a string with a lone surrogate.
+
+    Nothing was sent to the service.
+    """

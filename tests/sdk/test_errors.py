@@ -192,3 +192,14 @@ def test_service_cancelled_delivery_retry_raises_conflict(client: wp_llm.Client)
         client.deliveries.retry(delivery.id)
 
     assert caught.value.code == "delivery_cancelled"
+
+
+def test_unencodable_body_raises_before_sending() -> None:
+    from wp_llm import Client
+    from wp_llm.exceptions import RequestEncodingError
+
+    with (
+        Client(api_key="wpllm_sk_unused", base_url="http://127.0.0.1:9") as client,
+        pytest.raises(RequestEncodingError, match="cannot be sent as JSON"),
+    ):
+        client.events.create(type="generation.started", data={"prompt": "\ud83d"})

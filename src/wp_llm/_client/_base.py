@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
+from wp_llm import exceptions
 from wp_llm._client._config import ClientConfig
 from wp_llm._client._responses import error_fields, error_from_response, error_from_transport
 from wp_llm._client._retry import (
@@ -96,14 +98,17 @@ class BaseClient:
         headers = self._config.headers
         if request.idempotency_key is not None:
             headers["Idempotency-Key"] = request.idempotency_key
-        return {
+        arguments: dict[str, Any] = {
             "method": request.method,
             "url": self._config.base_url + request.path,
             "params": request.params,
-            "json": request.body,
             "headers": headers,
             "timeout": self._config.timeout,
         }
+        if request.body is not None:
+            headers["Content-Type"] = "application/json"
+            arguments["content"] = encode_body(request.body)
+        return arguments
 
     def _retry_delay(
         self, request: APIRequest, retries_done: int, outcome: Outcome
@@ -142,3 +147,14 @@ class BaseClient:
         if not outcome.is_success:
             raise error_from_response(outcome)
         return outcome
+
+
+def encode_body(body: Any) -> bytes:
+    """Encode a request body as UTF-8 JSON, or raise RequestEncodingError before sending."""
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        # UnicodeEncodeError is a ValueError: a lone surrogate is not UTF-8 text.
+        raise exceptions.RequestEncodingError(
+            f"the request body cannot be sent as JSON: {error}"
+        ) from error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -16,8 +17,11 @@ from wp_llm import exceptions
 from wp_llm._client import DEFAULT_BASE_URL, APIObject, Client, Page
 from wp_llm.cli._app import fail
 
+# Wide enough that ids and URLs are not cut when output goes to a file or a pipe.
+PIPED_OUTPUT_WIDTH = 200
+
 # Tables and JSON go to stdout; errors and notes go to stderr through `fail` and `note`.
-output = Console(highlight=False)
+output = Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_OUTPUT_WIDTH)
 notes = Console(stderr=True, highlight=False)
 
 API_KEY_OPTION = typer.Option(
@@ -43,7 +47,8 @@ def abort(message: str, code: int = 2) -> NoReturn:
 
 
 def note(message: str) -> None:
-    notes.print(escape(message))
+    # No wrapping: a secret shown once must survive being copied or grepped whole.
+    notes.print(escape(message), soft_wrap=True)
 
 
 def describe_error(error: exceptions.WPLLMError, base_url: str) -> str:
