@@ -86,3 +86,29 @@ def test_maintenance_data_rejects_bad_input(
 def test_update_data_rejects_empty_version() -> None:
     with pytest.raises(AnnouncementError, match="--version must be"):
         announcements.update_data("New model", " ", None, NOW)
+
+
+def test_update_data_carries_a_roll_out_window() -> None:
+    data = announcements.update_data(
+        "Rolling out",
+        None,
+        None,
+        NOW,
+        starts_at="2024-02-02T10:00:00+00:00",
+        ends_at="2024-02-02T12:00:00+00:00",
+    )
+
+    assert validate_event_data(announcements.UPDATE, data) == []
+    assert data["ends_at"] - data["starts_at"] == 7200
+
+
+def test_update_data_rejects_a_window_that_ends_first() -> None:
+    with pytest.raises(AnnouncementError, match="not before"):
+        announcements.update_data(
+            "Rolling out",
+            None,
+            None,
+            NOW,
+            starts_at="2024-02-02T12:00:00+00:00",
+            ends_at="2024-02-02T10:00:00+00:00",
+        )

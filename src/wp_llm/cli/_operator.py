@@ -344,6 +344,12 @@ def announce_update(
     published_at: str = typer.Option(
         None, "--published-at", help="When the update went live, ISO 8601 [default: now]."
     ),
+    starts_at: str = typer.Option(
+        None, "--starts-at", help="Start of the roll-out window, ISO 8601 with an offset."
+    ),
+    ends_at: str = typer.Option(
+        None, "--ends-at", help="End of the roll-out window, ISO 8601 with an offset."
+    ),
     database: str = DATABASE_OPTION,
     data_dir: Path = DATA_DIR_OPTION,
 ) -> None:
@@ -352,7 +358,9 @@ def announce_update(
 
     settings = _settings(database_url=database, data_dir=data_dir)
     try:
-        data = announcements.update_data(message, version, published_at, now=_now(settings))
+        data = announcements.update_data(
+            message, version, published_at, now=_now(settings), starts_at=starts_at, ends_at=ends_at
+        )
     except announcements.AnnouncementError as error:
         fail(str(error))
     _, engine = _open(database, data_dir)

@@ -71,10 +71,27 @@ def maintenance_data(
 
 
 def update_data(
-    message: str, version: str | None, published_at: str | None, now: float
+    message: str,
+    version: str | None,
+    published_at: str | None,
+    now: float,
+    starts_at: str | None = None,
+    ends_at: str | None = None,
 ) -> dict[str, Any]:
-    """Build `system.update` data; `published_at` defaults to now."""
+    """Build `system.update` data; `published_at` defaults to now.
+
+    An update may also name the window in which it rolls out (`starts_at`, `ends_at`).
+    """
     data: dict[str, Any] = {"message": checked_message(message)}
+    window = {"starts_at": ("--starts-at", starts_at), "ends_at": ("--ends-at", ends_at)}
+    for field_name, (option, value) in window.items():
+        if value is not None:
+            data[field_name] = parse_time(option, value)
+    if "starts_at" in data and "ends_at" in data and data["starts_at"] >= data["ends_at"]:
+        raise AnnouncementError(
+            f"--starts-at {starts_at} is not before --ends-at {ends_at}; "
+            "the window must end after it starts"
+        )
     if version is not None:
         if not version.strip() or len(version) > MAX_VERSION_LENGTH:
             raise AnnouncementError(
