@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from wp_llm.server import ids
 from wp_llm.server.engine import metrics
@@ -61,7 +61,11 @@ class HealthTracker:
         self._pending.append(outcome)
 
     def write(self) -> None:
-        """Write the queued outcomes, keeping them for the next write on a database error."""
+        """Write the queued outcomes, keeping them for the next write on a connection error.
+
+        Any other error is logged and drops the batch, because endpoint health must never
+        stop the attempt records that are written right after it.
+        """
         batch: list[EndpointOutcome] = []
         while self._pending:
             batch.append(self._pending.popleft())
@@ -74,6 +78,12 @@ class HealthTracker:
             logger.warning(
                 "recording endpoint health failed; will retry",
                 extra={"worker": self._worker, "count": len(batch), "error": str(error)[:200]},
+            )
+            return
+        except SQLAlchemyError:
+            logger.exception(
+                "recording endpoint health failed; outcomes dropped",
+                extra={"worker": self._worker, "count": len(batch)},
             )
             return
         self._report(changes)

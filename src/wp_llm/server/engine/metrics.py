@@ -77,6 +77,8 @@ async def sample_database(engine: Engine, interval: float) -> None:
             counts = await asyncio.to_thread(count_health, engine)
         except DBAPIError as error:
             logger.warning("metrics sample failed; will retry", extra={"error": str(error)[:200]})
+        except Exception:
+            logger.exception("metrics sample failed unexpectedly; will retry")
         else:
             PENDING_DELIVERIES.set(counts.pending_deliveries)
             OPEN_CIRCUITS.set(counts.open_circuits)

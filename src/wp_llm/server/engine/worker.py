@@ -278,6 +278,12 @@ class DeliveryWorker:
                     extra={"worker": self.owner, "error": str(error)[:200]},
                 )
                 continue
+            except Exception:
+                # Without this loop open circuits would never close, so it must outlive bugs.
+                logger.exception(
+                    "probe claim failed unexpectedly; will retry", extra={"worker": self.owner}
+                )
+                continue
             await self._start(probes)
 
     async def _release(self, delivery_ids: list[str]) -> None:
@@ -419,6 +425,16 @@ class DeliveryWorker:
                         "failures": self._write_failures,
                         "error": str(error)[:200],
                     },
+                )
+                return False
+            except Exception:
+                # Not a database outage, so it may repeat, but dropping the batch would let
+                # its leases expire and send those deliveries twice. Keep it, and stop claiming.
+                self._records = batch + self._records
+                self._write_failures += 1
+                logger.exception(
+                    "recording attempts failed unexpectedly; will retry",
+                    extra={"worker": self.owner, "count": len(self._records)},
                 )
                 return False
             finally:
