@@ -63,7 +63,7 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]
 
 @contextlib.contextmanager
 def _startup_errors(database_url: str) -> Iterator[None]:
-    """Turn what can go wrong while opening the database into a message that says what to do."""
+    """Turn failures to open the database into an error message that names the fix."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
     from wp_llm.server.crypto import SecretKeyError

@@ -74,7 +74,7 @@ RateLimitStore = Literal["auto", "memory", "database"]
 
 
 class ConfigError(ValueError):
-    """An environment variable or flag holds a value the service cannot use."""
+    """An environment variable or flag has a value the service cannot use."""
 
 
 def _parse_bool(name: str, raw: str) -> bool:
