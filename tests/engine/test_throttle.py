@@ -127,3 +127,12 @@ def test_throttles_cap_share_of_worker() -> None:
     throttles = Throttles(default_concurrency=16, max_share=4)
     throttle = throttles.configure("webhook_a", 32, None, now=0.0)
     assert throttle.allowance(now=0.0) == 4
+
+
+def test_throttles_forget_stale_shrunken_window() -> None:
+    throttles = Throttles(default_concurrency=4, max_share=8)
+    throttle = throttles.configure("webhook_a", None, None, now=0.0)
+    throttle.start(now=0.0)
+    throttle.finish(started_at=0.0, succeeded=False, congested=True, now=1.0)
+    assert "webhook_a" in throttles.allowances(now=100.0)
+    assert "webhook_a" not in throttles.allowances(now=1_000.0)

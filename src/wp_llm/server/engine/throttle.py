@@ -21,6 +21,8 @@ WINDOW_DECREASE_FACTOR = 0.5
 BURST_SECONDS = 1.0
 # An endpoint with nothing in flight and its full budget is forgotten after this long.
 IDLE_SECONDS = 60.0
+# A shrunken window is stale once its endpoint has had no traffic for this long.
+STALE_WINDOW_SECONDS = 600.0
 
 
 def is_congestion(status_code: int | None, timed_out: bool) -> bool:
@@ -118,12 +120,11 @@ class EndpointThrottle:
         return None
 
     def idle(self, now: float) -> bool:
-        return (
-            self.in_flight == 0
-            and self.window >= self.max_concurrency
-            and now >= self.paused_until
-            and now - self.last_used >= IDLE_SECONDS
-        )
+        """Check whether forgetting this throttle would lose nothing that still matters."""
+        if self.in_flight > 0 or now < self.paused_until:
+            return False
+        full = self.window >= self.max_concurrency
+        return now - self.last_used >= (IDLE_SECONDS if full else STALE_WINDOW_SECONDS)
 
 
 @dataclass

@@ -279,7 +279,7 @@ class DeliveryWorker:
                 )
                 continue
             except Exception:
-                # Without this loop open circuits would never close, so it must outlive bugs.
+                # Open circuits close only through probes, so this loop must survive any error.
                 logger.exception(
                     "probe claim failed unexpectedly; will retry", extra={"worker": self.owner}
                 )
