@@ -148,7 +148,7 @@ COLUMNS = (
 
 
 def describe(delivery: Delivery | None, receiver: VerifyingReceiver) -> list[str]:
-    """One table row: the delivery's outcome and what the receiver found in its signatures."""
+    """Build one table row: the delivery's outcome and the receiver's signature checks."""
     if delivery is None:
         return ["-", "not created", "-", "-", "-", "-"]
     attempt = delivery.attempts[-1] if delivery.attempts else None

@@ -31,7 +31,7 @@ def scale_environment(**overrides: str) -> dict[str, str]:
         **TEST_ENVIRONMENT,
         "WP_LLM_SECRET_KEY": Fernet.generate_key().decode(),
         # Long enough that a worker starved of CPU on a loaded 2-core machine still renews its
-        # leases in time; a lease that lapses mid-request is what sends a delivery twice.
+        # leases in time. A lease that lapses mid-request sends that delivery twice.
         "WP_LLM_LEASE_SECONDS": "15s",
         "WP_LLM_DATABASE_POOL_SIZE": "4",
         # Load tests publish faster than the default per-account API rate limit allows.

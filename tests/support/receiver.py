@@ -1,4 +1,4 @@
-"""A real HTTP receiver on loopback that records every request and answers from a script."""
+"""A real HTTP receiver on loopback that records every request and responds from a script."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer: status, body, headers, and a delay before answering."""
+    """One scripted response: status, body, headers, and a delay before responding."""
 
     status: int = 204
     body: bytes = b""
@@ -30,7 +30,7 @@ class ReceivedRequest:
 
 
 class Receiver:
-    """Records requests in order; answers with queued replies, then with the default reply."""
+    """Records requests in order, and responds with queued replies, then with the default reply."""
 
     def __init__(self, default: Reply | None = None) -> None:
         self.requests: list[ReceivedRequest] = []

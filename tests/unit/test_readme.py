@@ -1,4 +1,4 @@
-"""The README's Python example runs and does what the text around it says."""
+"""The README's Python example runs and does what the text around it describes."""
 
 from __future__ import annotations
 

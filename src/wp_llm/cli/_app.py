@@ -20,7 +20,7 @@ console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print an error that says what to do, and exit without a traceback."""
+    """Print an error message that names the fix, and exit without a traceback."""
     # Escaped, so that names and values in brackets print as typed instead of as markup.
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)

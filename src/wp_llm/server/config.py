@@ -18,7 +18,7 @@ DEFAULT_DATA_DIR = Path("var")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MAX_PORT = 65535
-# Below these, requests time out before any endpoint can answer and leases lapse mid-request.
+# Below these, requests time out before any endpoint can respond and leases lapse mid-request.
 MIN_REQUEST_TIMEOUT_SECONDS = 0.1
 MIN_LEASE_SECONDS = 1.0
 

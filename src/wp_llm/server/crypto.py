@@ -46,7 +46,8 @@ class SecretBox:
         return self._decrypt_cached(token)
 
     # Every delivery needs its endpoint's secrets, and Fernet decryption is a visible share
-    # of the engine's CPU time; the plaintext is in this process's memory anyway.
+    # of the engine's CPU time. Caching adds no exposure, because the plaintext is in this
+    # process's memory anyway.
     @functools.lru_cache(maxsize=SECRET_CACHE_SIZE)  # noqa: B019 - boxes live as long as the process
     def _decrypt_cached(self, token: str) -> str:
         try:

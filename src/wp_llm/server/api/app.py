@@ -88,11 +88,11 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Added before the request-id middleware, so it runs inside it and its answers carry the id.
+    # Added before the request-id middleware, so it runs inside it and its responses carry the id.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestGuardMiddleware, max_request_bytes=settings.max_request_bytes)
 
-    # Added last, so it is the outermost: every answer, errors included, carries the id.
+    # Added last, so it is the outermost: every response, errors included, carries the id.
     app.add_middleware(RequestIdMiddleware)
 
     for module in (webhooks, events, deliveries, event_types, stats):

@@ -1,4 +1,4 @@
-"""What every request handler needs: the database, the secret box and the settings."""
+"""Shared state of request handlers: the database, the secret box and the settings."""
 
 from __future__ import annotations
 

@@ -42,17 +42,31 @@ def envelope(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {
+    body = error_document(
+        request_id_of(request), error_type=error_type, code=code, message=message, details=details
+    )
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def error_document(
+    request_id: str,
+    *,
+    error_type: str,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the error envelope, `{"error": {type, code, message, details, ...}}`."""
+    return {
         "error": {
             "type": error_type,
             "code": code,
             "message": message,
             "details": details or {},
-            "request_id": request_id_of(request),
+            "request_id": request_id,
             "timestamp": int(time.time()),
         }
     }
-    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def field_path(location: tuple[Any, ...] | list[Any]) -> str:

@@ -7,11 +7,11 @@ for bodies, one buffering step bounded by the size limit.
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wp_llm.server.api.errors import error_document
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -22,7 +22,7 @@ def _is_json(content_type: str) -> bool:
 
 
 class RequestGuardMiddleware:
-    """Answers 413, 415 or 400 with the error envelope before any route runs."""
+    """Rejects bad requests with 413, 415 or 400 and the error envelope before any route runs."""
 
     def __init__(self, app: ASGIApp, max_request_bytes: int) -> None:
         self.app = app
@@ -95,15 +95,14 @@ class RequestGuardMiddleware:
         scope: Scope, send: Send, status: int, code: str, field: str, message: str
     ) -> None:
         request_id = scope.get("state", {}).get("request_id", "")
-        error: dict[str, Any] = {
-            "type": "validation_error",
-            "code": code,
-            "message": message,
-            "details": {"field": field},
-            "request_id": request_id,
-            "timestamp": int(time.time()),
-        }
-        body = json.dumps({"error": error}).encode()
+        document = error_document(
+            request_id,
+            error_type="validation_error",
+            code=code,
+            message=message,
+            details={"field": field},
+        )
+        body = json.dumps(document).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -9,7 +9,7 @@ from wp_llm.server.ids import new_id
 
 
 class RequestIdMiddleware:
-    """Stores the id in the request state and adds it, and any rate-limit headers, to the answer.
+    """Stores the id in the request state and adds it, and any rate-limit headers, to the response.
 
     A pure ASGI middleware: Starlette's BaseHTTPMiddleware costs a task group and a
     stream per request, a large share of a cheap request's CPU time.

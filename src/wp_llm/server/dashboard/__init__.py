@@ -1,6 +1,6 @@
 """The dashboard: one static page that reads the API with the API key its user enters.
 
-The page itself holds no data and needs no login; every figure it shows comes from
+The page itself contains no data and needs no login, because every figure it shows comes from
 API calls made in the browser with the key, which stays in the tab's sessionStorage.
 """
 

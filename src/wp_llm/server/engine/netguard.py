@@ -1,8 +1,8 @@
 """Keeps webhook URLs from reaching the service's own network.
 
-URLs are checked when a webhook is saved, and every address a host name resolves to
-is checked again at connect time; the connection then goes to a checked address, so
-a name that re-resolves to a private address (DNS rebinding) is still refused.
+URLs are checked when a webhook is saved. Every address a host name resolves to is
+checked again at connect time, and the connection then goes to a checked address, so a
+name that re-resolves to a private address (DNS rebinding) is still rejected.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Ranges that `ipaddress` does not flag as private but that reach internal services.
 _EXTRA_BLOCKED: tuple[IPNetwork, ...] = (
-    ipaddress.ip_network("100.64.0.0/10"),  # carrier-grade NAT; holds some cloud metadata services
+    # Carrier-grade NAT, which contains some cloud metadata services.
+    ipaddress.ip_network("100.64.0.0/10"),
     ipaddress.ip_network("192.0.0.0/24"),
     ipaddress.ip_network("198.18.0.0/15"),
     ipaddress.ip_network("64:ff9b::/96"),  # NAT64, which embeds IPv4 addresses
@@ -49,7 +50,7 @@ class BlockedURLError(ValueError):
 
 @dataclass(frozen=True)
 class AddressPolicy:
-    """Which IP addresses deliveries may connect to."""
+    """The rule for which IP addresses deliveries may connect to."""
 
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
@@ -203,8 +204,12 @@ def check_url(url: str, policy: AddressPolicy) -> str:
         if loopback_name and all(policy.blocked_reason(a) for a in _LOOPBACK_ADDRESSES):
             raise _not_allowed("a loopback name")
 
+    netloc = host
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = (userinfo + "@" if userinfo else "") + host + (f":{parts.port}" if parts.port else "")
+    if userinfo:
+        netloc = f"{userinfo}@{netloc}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
 

@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 DELIVERY_CHANNEL = "wp_llm_deliveries"
 
-# A connection that a firewall or a failover dropped without a reset looks idle forever;
-# a query after this much silence finds out, and the listener reconnects.
+# A connection that a firewall or a failover dropped without a reset looks idle forever.
+# A query after this much silence detects it, and the listener reconnects.
 LISTENER_CHECK_SECONDS = 30.0
 
 _ANNOUNCE = text("SELECT pg_notify(:channel, '')")

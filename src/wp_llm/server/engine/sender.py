@@ -42,7 +42,7 @@ FailureKind = Literal["http_error", "redirect", "timeout", "connection", "blocke
 
 @dataclass(frozen=True)
 class SendResult:
-    """What one attempt got back; `status_code` is None when no response arrived."""
+    """The outcome of one attempt; `status_code` is None when no response arrived."""
 
     status_code: int | None
     latency_ms: int

@@ -119,7 +119,7 @@ def claim_due(
     `max_concurrency`, else `default_quota`, so one webhook's backlog cannot fill a batch.
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent
-    workers claim disjoint batches instead of waiting on each other; on SQLite the
+    workers claim disjoint batches instead of waiting on each other. On SQLite the
     single writer lock gives the same guarantee.
     """
     candidates = (
@@ -249,7 +249,7 @@ def _load_claimed(
 
 
 def extend_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str], until: int) -> None:
-    """Keep in-flight deliveries leased while slow endpoints answer."""
+    """Keep in-flight deliveries leased while slow endpoints respond."""
     if not delivery_ids:
         return
     with engine.begin() as connection:

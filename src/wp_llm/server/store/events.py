@@ -106,7 +106,7 @@ def insert_event(
 
 
 def event_object(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The API form of a stored event: its envelope, parsed from the bytes that were sent."""
+    """Return the API form of a stored event: its envelope, parsed from the bytes that were sent."""
     return dict(json.loads(row["body"]))
 
 

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 RETENTION_JOB = "retention"
 PURGE_BATCH_EVENTS = 500
-# One run deletes at most this many batches; a larger backlog is left to the next runs,
+# One run deletes at most this many batches and leaves a larger backlog to the next runs,
 # so a worker that is asked to stop is not held up.
 PURGE_MAX_BATCHES = 400
 # Deleted delivery ids are passed as bound parameters; this stays far below the limits
