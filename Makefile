@@ -16,6 +16,8 @@ bench-deps: $(PYTHON)
 	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y nginx; \
 	fi
+	@# The pip that venv ships (23.x) backtracks into kombu 3 releases that no longer build.
+	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[bench]'
 
 bench: bench-deps

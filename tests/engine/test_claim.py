@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, update
 from wp_llm.server import ids
 from wp_llm.server.crypto import SecretBox
 from wp_llm.server.db.engine import create_db_engine, migrate
-from wp_llm.server.db.schema import deliveries, webhooks
+from wp_llm.server.db.schema import attempts, deliveries, webhooks
 from wp_llm.server.store import accounts
 from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store import events as event_store
@@ -211,3 +211,80 @@ def test_custom_schedule_is_stored_as_json(engine: Engine, account_id: str) -> N
             select(webhooks.c.retry_schedule).where(webhooks.c.id == webhook_id)
         ).scalar_one()
     assert json.loads(stored) == [0.5, 2]
+
+
+def attempt(
+    claimed: delivery_store.ClaimedDelivery,
+    status_code: int,
+    next_status: delivery_store.DeliveryStatus,
+    next_attempt_at: int | None,
+) -> delivery_store.AttemptRecord:
+    return delivery_store.AttemptRecord(
+        delivery_id=claimed.id,
+        webhook_id=claimed.webhook_id,
+        account_id=claimed.account_id,
+        attempted_at=ids.now_ms(),
+        latency_ms=3,
+        status_code=status_code,
+        error=None if status_code < 300 else f"endpoint answered {status_code}",
+        response_body="",
+        response_truncated=False,
+        succeeded=status_code < 300,
+        next_status=next_status,
+        next_attempt_at=next_attempt_at,
+    )
+
+
+def delivery_rows(engine: Engine) -> dict[str, dict[str, object]]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(deliveries)).mappings()
+        return {row["id"]: dict(row) for row in rows}
+
+
+def test_record_moves_a_batch_of_deliveries_on(engine: Engine, account_id: str) -> None:
+    add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 5)
+    done, retried, failed, cancelled, taken = claim(engine, default_quota=8)
+    retry_at = ids.now_ms() + 60_000
+    with engine.begin() as connection:
+        # The webhook was deleted while `cancelled` was in flight.
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == cancelled.id)
+            .values(status="cancelled", lease_owner=None, lease_until=None, next_attempt_at=None)
+        )
+        # `taken`'s lease ran out and another worker claimed it.
+        connection.execute(
+            update(deliveries).where(deliveries.c.id == taken.id).values(lease_owner="worker-b")
+        )
+
+    records = [
+        attempt(done, 204, "succeeded", None),
+        attempt(retried, 500, "pending", retry_at),
+        attempt(failed, 410, "failed", None),
+        attempt(cancelled, 204, "succeeded", None),
+        attempt(taken, 204, "succeeded", None),
+    ]
+    delivery_store.record_attempts(engine, owner="worker-a", records=records)
+
+    rows = delivery_rows(engine)
+    assert (rows[done.id]["status"], rows[done.id]["attempt_count"]) == ("succeeded", 1)
+    assert rows[retried.id]["status"] == "pending"
+    assert rows[retried.id]["next_attempt_at"] == retry_at
+    assert rows[retried.id]["last_status_code"] == 500
+    assert rows[retried.id]["last_error"] == "endpoint answered 500"
+    assert rows[failed.id]["status"] == "failed"
+    assert (rows[cancelled.id]["status"], rows[cancelled.id]["attempt_count"]) == ("cancelled", 1)
+    assert rows[cancelled.id]["next_attempt_at"] is None
+    assert rows[taken.id]["lease_owner"] == "worker-b"
+    assert rows[taken.id]["attempt_count"] == 0
+    assert all(rows[d.id]["lease_owner"] is None for d in (done, retried, failed, cancelled))
+    with engine.connect() as connection:
+        logged = connection.execute(select(attempts.c.delivery_id)).scalars().all()
+    assert sorted(logged) == sorted(record.delivery_id for record in records)
+
+
+def test_claim_multiplies_webhook_max_concurrency(engine: Engine, account_id: str) -> None:
+    limited = add_webhook(engine, account_id, ["*"], max_concurrency=2)
+    publish(engine, account_id, "generation.completed", 10)
+    assert per_webhook(claim(engine, default_quota=8, concurrency_factor=3))[limited] == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wp_llm.server.engine.throttle import (
+    PREFETCH_WINDOWS,
     EndpointThrottle,
     Throttles,
     is_congestion,
@@ -112,8 +113,8 @@ def test_throttles_forget_idle_endpoints() -> None:
     throttle = throttles.configure("webhook_a", None, None, now=0.0)
     throttle.start(now=0.0)
     throttle.finish(started_at=0.0, succeeded=True, congested=False, now=1.0)
-    assert "webhook_a" in throttles.allowances(now=2.0)
-    assert "webhook_a" not in throttles.allowances(now=1_000.0)
+    assert "webhook_a" in throttles.claim_quotas(now=2.0, waiting={})
+    assert "webhook_a" not in throttles.claim_quotas(now=1_000.0, waiting={})
 
 
 def test_throttles_next_ready_is_soonest() -> None:
@@ -134,5 +135,37 @@ def test_throttles_forget_stale_shrunken_window() -> None:
     throttle = throttles.configure("webhook_a", None, None, now=0.0)
     throttle.start(now=0.0)
     throttle.finish(started_at=0.0, succeeded=False, congested=True, now=1.0)
-    assert "webhook_a" in throttles.allowances(now=100.0)
-    assert "webhook_a" not in throttles.allowances(now=1_000.0)
+    assert "webhook_a" in throttles.claim_quotas(now=100.0, waiting={})
+    assert "webhook_a" not in throttles.claim_quotas(now=1_000.0, waiting={})
+
+
+def test_claim_target_prefetches_windows_of_healthy_endpoint() -> None:
+    throttle = EndpointThrottle.new(8, None, now=0.0)
+    assert throttle.claim_target(now=0.0) == 8 * PREFETCH_WINDOWS
+
+
+def test_claim_target_of_failing_endpoint_is_what_may_start() -> None:
+    throttle = EndpointThrottle.new(8, None, now=0.0)
+    throttle.start(now=0.0)
+    throttle.finish(started_at=0.0, succeeded=False, congested=False, now=1.0)
+    throttle.start(now=1.0)
+    # One in flight and seven slots free: nothing is claimed beyond the window.
+    assert throttle.claim_target(now=1.0) == 8
+
+
+def test_claim_target_follows_rate_limit() -> None:
+    throttle = EndpointThrottle.new(16, 2.0, now=0.0)
+    assert throttle.claim_target(now=0.0) == 2 * PREFETCH_WINDOWS
+
+
+def test_claim_target_of_paused_endpoint_is_zero() -> None:
+    throttle = EndpointThrottle.new(8, None, now=0.0)
+    throttle.pause(until=5.0)
+    assert throttle.claim_target(now=1.0) == 0
+
+
+def test_claim_quotas_subtract_held_and_in_flight() -> None:
+    throttles = Throttles(default_concurrency=4, max_share=8)
+    throttles.configure("webhook_a", None, None, now=0.0).start(now=0.0)
+    quotas = throttles.claim_quotas(now=0.0, waiting={"webhook_a": 5})
+    assert quotas == {"webhook_a": 4 * PREFETCH_WINDOWS - 1 - 5}

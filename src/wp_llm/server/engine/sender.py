@@ -32,6 +32,8 @@ CONNECTION_POOL_SIZE = 1024
 DNS_CACHE_SECONDS = 10
 READ_CHUNK_BYTES = 16 * 1024
 MAX_LOCATION_CHARACTERS = 200
+# URLs whose address check is remembered; past this the memory starts over.
+MAX_CACHED_URLS = 4096
 # Shorter passwords are not searched for in error messages: they would match ordinary text.
 MIN_REDACTED_PASSWORD_LENGTH = 4
 
@@ -105,6 +107,7 @@ class Sender:
         self._resolver = resolver
         self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._literal_verdicts: dict[str, str | None] = {}
 
     async def __aenter__(self) -> Sender:
         # The connector caches and connects to the guarded resolver's results, so no
@@ -126,13 +129,19 @@ class Sender:
             await self._session.close()
 
     def _literal_blocked(self, url: str) -> str | None:
-        # aiohttp skips the resolver for IP literals, so check them here.
+        # aiohttp skips the resolver for IP literals, so check them here. The policy is
+        # fixed for the sender's life, so each URL's verdict is kept.
+        if url in self._literal_verdicts:
+            return self._literal_verdicts[url]
         host = urlsplit(url).hostname or ""
         try:
-            address = ipaddress.ip_address(host)
+            verdict = self._policy.blocked_reason(ipaddress.ip_address(host))
         except ValueError:
-            return None
-        return self._policy.blocked_reason(address)
+            verdict = None
+        if len(self._literal_verdicts) >= MAX_CACHED_URLS:
+            self._literal_verdicts.clear()
+        self._literal_verdicts[url] = verdict
+        return verdict
 
     async def send(
         self, url: str, body: bytes, headers: Mapping[str, str], *, timeout: float | None = None

@@ -12,6 +12,7 @@ Times here are `time.monotonic()` seconds, passed in by the caller.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 CONGESTION_STATUSES = frozenset({429, 502, 503, 504})
@@ -23,6 +24,9 @@ BURST_SECONDS = 1.0
 IDLE_SECONDS = 60.0
 # A shrunken window is stale once its endpoint has had no traffic for this long.
 STALE_WINDOW_SECONDS = 600.0
+# Deliveries a worker keeps claimed for a healthy endpoint, in windows: one in flight,
+# the rest waiting to start as slots free up, so a claim is not needed for every slot.
+PREFETCH_WINDOWS = 4
 
 
 def is_congestion(status_code: int | None, timed_out: bool) -> bool:
@@ -50,6 +54,8 @@ class EndpointThrottle:
     in_flight: int = 0
     decreased_at: float = -math.inf
     paused_until: float = -math.inf
+    # Whether the latest attempt failed; a failing endpoint gets nothing claimed ahead.
+    failing: bool = False
 
     @classmethod
     def new(cls, max_concurrency: int, rate_limit: float | None, now: float) -> EndpointThrottle:
@@ -99,11 +105,27 @@ class EndpointThrottle:
         """Release a slot and adjust the window to the attempt's outcome."""
         self.in_flight = max(self.in_flight - 1, 0)
         self.last_used = now
+        self.failing = not succeeded
         if congested and started_at >= self.decreased_at:
             self.window = max(MIN_WINDOW, self.window * WINDOW_DECREASE_FACTOR)
             self.decreased_at = now
         elif succeeded:
             self.window = min(float(self.max_concurrency), self.window + 1.0 / self.window)
+
+    def claim_target(self, now: float) -> int:
+        """Return how many deliveries to hold claimed for this endpoint, in flight included.
+
+        A healthy endpoint gets `PREFETCH_WINDOWS` windows; a failing one only what may
+        start now, so an opening circuit finds few deliveries already claimed.
+        """
+        if now < self.paused_until:
+            return 0
+        budget = int(self.window)
+        if self.rate_limit is not None:
+            budget = min(budget, max(1, math.ceil(self.rate_limit * BURST_SECONDS)))
+        if self.failing:
+            return self.in_flight + self.allowance(now)
+        return budget * PREFETCH_WINDOWS
 
     def pause(self, until: float) -> None:
         self.paused_until = max(self.paused_until, until)
@@ -157,11 +179,23 @@ class Throttles:
             throttle.configure(concurrency, rate_limit)
         return throttle
 
-    def allowances(self, now: float) -> dict[str, int]:
-        """Return how many deliveries each tracked endpoint may start now, dropping idle ones."""
+    @property
+    def default_claim_quota(self) -> int:
+        """Deliveries to claim for an endpoint without a throttle in this worker."""
+        return self.default_quota * PREFETCH_WINDOWS
+
+    def claim_quotas(self, now: float, waiting: Mapping[str, int]) -> dict[str, int]:
+        """Return how many more deliveries to claim for each tracked endpoint.
+
+        `waiting` counts the deliveries each endpoint has claimed and not yet started.
+        Idle throttles are dropped first.
+        """
         for webhook_id in [w for w, t in self.endpoints.items() if t.idle(now)]:
             del self.endpoints[webhook_id]
-        return {webhook_id: t.allowance(now) for webhook_id, t in self.endpoints.items()}
+        return {
+            webhook_id: t.claim_target(now) - t.in_flight - waiting.get(webhook_id, 0)
+            for webhook_id, t in self.endpoints.items()
+        }
 
     def next_ready(self, now: float) -> float | None:
         """Return the soonest time a paused or rate-limited endpoint may start again."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -39,17 +41,30 @@ from wp_llm.server.engine.outcome import (
     delivery_outcome,
     log_outcome,
 )
+from wp_llm.server.engine.prefetch import ClaimedQueue
 from wp_llm.server.engine.retry import RetryPolicy
+from wp_llm.server.engine.secrets import SecretCache
 from wp_llm.server.engine.sender import Sender, SendResult, delivery_headers
-from wp_llm.server.engine.throttle import EndpointThrottle, Throttles, is_congestion, pause_seconds
+from wp_llm.server.engine.throttle import (
+    PREFETCH_WINDOWS,
+    EndpointThrottle,
+    Throttles,
+    is_congestion,
+    pause_seconds,
+)
 from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store import retention
 from wp_llm.server.store.health import EndpointOutcome
-from wp_llm.server.store.webhooks import active_secrets
 
 logger = logging.getLogger(__name__)
 
-CLAIM_BATCH_SIZE = 200
+CLAIM_BATCH_SIZE = 256
+# Claimed deliveries waiting to start, at most, as a multiple of max_in_flight.
+QUEUE_LIMIT_FACTOR = 2
+# A claimed delivery that has not started after this long goes back to the database.
+MAX_QUEUED_SECONDS = 2.0
+# Shortest interval between claims that skip full webhooks to reach rows behind them.
+BEHIND_BACKLOG_SECONDS = 0.05
 DB_THREADS = 2
 # After the shutdown deadline, how long the worker keeps trying to record finished
 # attempts and hand back leases before it exits anyway.
@@ -81,7 +96,8 @@ class DeliveryWorker:
         )
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        # Set when a webhook runs low on claimed deliveries, or the worker on slots.
+        self._refill = asyncio.Event()
         self._flush_needed = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="wp-llm-db")
         self._in_flight: dict[str, str] = {}
@@ -89,6 +105,10 @@ class DeliveryWorker:
             settings.per_endpoint_concurrency, max(1, settings.max_in_flight // MAX_SHARE_DIVISOR)
         )
         self._policies = RetryPolicies(self.policy)
+        self._queue = ClaimedQueue()
+        self._queue_limit = settings.max_in_flight * QUEUE_LIMIT_FACTOR
+        self._backlog_claimed_at = -math.inf
+        self._secrets = SecretCache(box)
         self._records: list[delivery_store.AttemptRecord] = []
         # Attempts in the batch being written now. With in-flight deliveries and queued
         # records, they are sent but unrecorded, and all together stay within max_in_flight.
@@ -180,27 +200,28 @@ class DeliveryWorker:
             # Cleared before the claim, not after it, so a wake-up or a freed slot that
             # arrives while the claim runs is not lost.
             self.wake.clear()
-            self._slot_freed.clear()
-            started = await self._claim_once()
-            if started:
-                # A claim takes at most each webhook's budget, so rows of other webhooks may
-                # wait behind the rows it skipped. Claim again until a claim starts nothing.
+            self._refill.clear()
+            await self._return_stale()
+            self._dispatch_all()
+            if await self._claim_once():
                 continue
             await self._wait_for_work()
 
     def _capacity(self) -> int:
+        """Deliveries that may start now: sent but unrecorded ones count until written."""
         unrecorded = len(self._in_flight) + len(self._records) + self._writing
         return self.settings.max_in_flight - unrecorded
 
-    async def _claim_once(self) -> int:
-        """Claim due deliveries, start them, and return how many started."""
-        capacity = self._capacity()
-        if capacity <= 0 or self._write_failures:
+    async def _claim_once(self) -> bool:
+        """Claim due deliveries, start what budgets allow, and return whether to claim again."""
+        room = self._queue_limit - len(self._queue)
+        if room <= 0 or self._write_failures:
             # While finished attempts cannot be written, claiming more would only let
             # their leases run out and send them twice.
-            return 0
-        limit = min(capacity, CLAIM_BATCH_SIZE)
-        allowances = self._throttles.allowances(time.monotonic())
+            return False
+        now = time.monotonic()
+        quotas = self._throttles.claim_quotas(now, self._queue.counts())
+        limit = min(room, CLAIM_BATCH_SIZE)
         try:
             batch = await self._db(
                 delivery_store.claim_due,
@@ -209,9 +230,10 @@ class DeliveryWorker:
                 limit=limit,
                 lease_ms=int(self.settings.lease_seconds * 1000),
                 now=ids.now_ms(),
-                exclude_webhooks=[w for w, allowed in allowances.items() if allowed <= 0],
-                quotas={w: allowed for w, allowed in allowances.items() if allowed > 0},
-                default_quota=self._throttles.default_quota,
+                exclude_webhooks=[w for w, quota in quotas.items() if quota <= 0],
+                quotas={w: quota for w, quota in quotas.items() if quota > 0},
+                default_quota=self._throttles.default_claim_quota,
+                concurrency_factor=PREFETCH_WINDOWS,
             )
         except DATABASE_ERRORS as error:
             self._claim_failures += 1
@@ -226,34 +248,94 @@ class DeliveryWorker:
                 },
             )
             await self._pause(delay)
-            return 0
+            return False
         self._claim_failures = 0
-        return await self._start(batch)
+        self._enqueue(batch)
+        return self._claim_again(batch, limit, quotas)
 
-    async def _start(self, batch: list[delivery_store.ClaimedDelivery]) -> int:
-        """Start each delivery that its webhook's budget allows, and hand the rest back."""
-        surplus: list[str] = []
+    def _claim_again(
+        self, batch: list[delivery_store.ClaimedDelivery], limit: int, quotas: dict[str, int]
+    ) -> bool:
+        """Decide whether more due rows may be waiting right now.
+
+        A full batch may have left rows behind. A batch cut short by a webhook's quota
+        may hide other webhooks' rows behind that webhook's backlog: the next claim
+        skips the full webhook to reach them. That claim reads past the whole backlog,
+        so it runs at most every `BEHIND_BACKLOG_SECONDS`.
+        """
+        if not batch:
+            return False
+        if len(batch) >= limit:
+            return True
+        counts = Counter(delivery.webhook_id for delivery in batch)
+        default = self._throttles.default_claim_quota
+        saturated = any(count >= quotas.get(w, default) for w, count in counts.items())
+        now = time.monotonic()
+        if saturated and now - self._backlog_claimed_at >= BEHIND_BACKLOG_SECONDS:
+            self._backlog_claimed_at = now
+            return True
+        return False
+
+    def _enqueue(self, batch: list[delivery_store.ClaimedDelivery]) -> None:
         now = time.monotonic()
         for delivery in batch:
+            endpoint = delivery.endpoint
+            self._throttles.configure(
+                delivery.webhook_id, endpoint.max_concurrency, endpoint.rate_limit, now
+            )
+            self._queue.put(delivery, now)
+        for webhook_id in {delivery.webhook_id for delivery in batch}:
+            self._dispatch(webhook_id)
+
+    def _dispatch_all(self) -> None:
+        for webhook_id in self._queue.webhooks():
+            self._dispatch(webhook_id)
+
+    def _dispatch(self, webhook_id: str) -> None:
+        """Start the webhook's waiting deliveries while its budget and the worker's allow."""
+        if self._write_failures or self._stopping.is_set():
+            return
+        throttle = self._throttles.endpoints.get(webhook_id)
+        if throttle is None:
+            return
+        now = time.monotonic()
+        started = 0
+        while self._queue.waiting(webhook_id) and self._capacity() > 0:
+            if throttle.allowance(now) <= 0:
+                break
+            delivery = self._queue.take(webhook_id)
+            assert delivery is not None
+            self._launch(delivery, throttle, now)
+            started += 1
+        if started and self._queue.waiting(webhook_id) <= int(throttle.window):
+            # Down to its last window of waiting deliveries: claim more in time.
+            self._refill.set()
+
+    def _launch(
+        self, delivery: delivery_store.ClaimedDelivery, throttle: EndpointThrottle, now: float
+    ) -> None:
+        throttle.start(now)
+        self._in_flight[delivery.id] = delivery.webhook_id
+        metrics.IN_FLIGHT.inc()
+        task = asyncio.create_task(self._deliver(delivery, throttle, now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _return_stale(self) -> None:
+        """Hand back deliveries that waited too long, so their webhook is read again."""
+        stale = self._queue.remove_older_than(time.monotonic() - MAX_QUEUED_SECONDS)
+        if stale:
+            await self._release([delivery.id for delivery in stale])
+
+    async def _start_probes(self, probes: list[delivery_store.ClaimedDelivery]) -> None:
+        """Start probes at once: a probe is the one delivery an open circuit lets through."""
+        now = time.monotonic()
+        for delivery in probes:
             endpoint = delivery.endpoint
             throttle = self._throttles.configure(
                 delivery.webhook_id, endpoint.max_concurrency, endpoint.rate_limit, now
             )
-            # A probe is the one delivery an open circuit lets through, whatever the budget.
-            if throttle.allowance(now) <= 0 and not delivery.probe:
-                surplus.append(delivery.id)
-                continue
-            throttle.start(now)
-            self._in_flight[delivery.id] = delivery.webhook_id
-            metrics.IN_FLIGHT.inc()
-            task = asyncio.create_task(self._deliver(delivery, throttle, now))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        if surplus:
-            # A budget can shrink between the claim and now, when an attempt finishes with
-            # back-pressure in between, so those rows go back.
-            await self._release(surplus)
-        return len(batch) - len(surplus)
+            self._launch(delivery, throttle, now)
 
     async def _probe_loop(self) -> None:
         """Claim one probe delivery for each open circuit that is due for one."""
@@ -284,7 +366,7 @@ class DeliveryWorker:
                     "probe claim failed unexpectedly; will retry", extra={"worker": self.owner}
                 )
                 continue
-            await self._start(probes)
+            await self._start_probes(probes)
 
     async def _release(self, delivery_ids: list[str]) -> None:
         """Hand leases back; if the database is down they expire on their own instead."""
@@ -304,7 +386,7 @@ class DeliveryWorker:
     async def _wait_for_work(self) -> None:
         waiters = [
             asyncio.create_task(self.wake.wait()),
-            asyncio.create_task(self._slot_freed.wait()),
+            asyncio.create_task(self._refill.wait()),
         ]
         # A paused or rate-limited endpoint may send again before the next poll.
         timeout = self.settings.poll_interval
@@ -320,7 +402,7 @@ class DeliveryWorker:
     ) -> None:
         result: SendResult | None = None
         try:
-            secrets = active_secrets(self.box, {"secrets": delivery.secrets_json}, ids.now_ms())
+            secrets = self._secrets.active(delivery.secrets_json, ids.now_ms())
             headers = delivery_headers(
                 event_id=delivery.event_id,
                 event_type=delivery.event_type,
@@ -338,6 +420,10 @@ class DeliveryWorker:
             self._records.append(record)
             self._flush_needed.set()
             self._observe(delivery, result, record, throttle)
+            if not result.succeeded and self._queue.waiting(delivery.webhook_id):
+                # A failing endpoint gets nothing claimed ahead: hand its waiting rows back.
+                waiting = self._queue.remove_webhook(delivery.webhook_id)
+                await self._release([waiting_delivery.id for waiting_delivery in waiting])
         except Exception:
             logger.exception(
                 "delivery crashed; its lease will expire and it will be retried",
@@ -351,7 +437,7 @@ class DeliveryWorker:
             throttle.finish(
                 started_at=started, succeeded=succeeded, congested=congested, now=time.monotonic()
             )
-            self._slot_freed.set()
+            self._dispatch(delivery.webhook_id)
 
     def _observe(
         self,
@@ -439,9 +525,12 @@ class DeliveryWorker:
                 return False
             finally:
                 self._writing = 0
-        self._write_failures = 0
-        # Recorded attempts no longer count against capacity: let the claim loop refill.
-        self._slot_freed.set()
+        if self._write_failures:
+            # Claiming stopped while writes failed: resume it.
+            self._write_failures = 0
+            self._refill.set()
+        # Recorded attempts no longer count against capacity: start waiting deliveries.
+        self._dispatch_all()
         return True
 
     def _write(self, batch: list[delivery_store.AttemptRecord]) -> None:
@@ -456,7 +545,11 @@ class DeliveryWorker:
             await asyncio.sleep(interval)
             # Attempts waiting to be recorded keep their leases too, so a database outage
             # shorter than the lease does not make them due for a second send.
-            held = list(self._in_flight) + [record.delivery_id for record in self._records]
+            held = [
+                *self._in_flight,
+                *(delivery.id for delivery in self._queue),
+                *(record.delivery_id for record in self._records),
+            ]
             until = ids.now_ms() + int(self.settings.lease_seconds * 1000)
             try:
                 await self._db(
@@ -475,6 +568,9 @@ class DeliveryWorker:
     async def _drain(self) -> None:
         """Let in-flight deliveries finish until the shutdown deadline, then hand back the rest."""
         self.stop()
+        waiting = self._queue.remove_all()
+        if waiting:
+            await self._release([delivery.id for delivery in waiting])
         if self._tasks:
             remaining = max(self._stop_deadline - time.monotonic(), 0.0)
             await asyncio.wait(list(self._tasks), timeout=remaining)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 
@@ -79,8 +80,8 @@ class AttemptRecord:
 
 
 # Rows a claim looks at, as a multiple of its batch size. Rows beyond a webhook's quota
-# are skipped, so the extra rows let one claim reach past a single webhook's backlog.
-CLAIM_SCAN_FACTOR = 4
+# are skipped, so the extra rows let one claim reach a little past a webhook's backlog.
+CLAIM_SCAN_FACTOR = 2
 
 _CLAIMED_COLUMNS = (
     deliveries.c.id,
@@ -111,24 +112,21 @@ def claim_due(
     exclude_webhooks: Collection[str] = (),
     quotas: Mapping[str, int] | None = None,
     default_quota: int = 1,
+    concurrency_factor: int = 1,
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` due deliveries of enabled webhooks, oldest due first.
 
     Webhooks whose circuit is open or that asked for a pause are skipped. Each webhook
     gets at most its quota of rows: `quotas[webhook_id]` when given, else its
-    `max_concurrency`, else `default_quota`, so one webhook's backlog cannot fill a batch.
+    `max_concurrency` times `concurrency_factor`, else `default_quota`, so one
+    webhook's backlog cannot fill a batch.
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent
     workers claim disjoint batches instead of waiting on each other. On SQLite the
     single writer lock gives the same guarantee.
     """
     candidates = (
-        select(
-            deliveries.c.id,
-            deliveries.c.webhook_id,
-            deliveries.c.next_attempt_at,
-            webhooks.c.max_concurrency,
-        )
+        select(deliveries.c.id, deliveries.c.webhook_id, webhooks.c.max_concurrency)
         .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
         .where(
             *_claimable(now),
@@ -142,32 +140,48 @@ def claim_due(
     )
     if exclude_webhooks:
         candidates = candidates.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
-    scanned = candidates.subquery("candidates")
-
-    # PostgreSQL allows no window function next to FOR UPDATE, so rank one level up.
-    position = func.row_number().over(
-        partition_by=scanned.c.webhook_id, order_by=(scanned.c.next_attempt_at, scanned.c.id)
-    )
-    ranked = select(scanned, position.label("position")).subquery("ranked")
-    quota: Any = func.coalesce(ranked.c.max_concurrency, default_quota)
-    if quotas:
-        quota = case(dict(quotas), value=ranked.c.webhook_id, else_=quota)
-    chosen = (
-        select(ranked.c.id)
-        .where(ranked.c.position <= quota)
-        .order_by(ranked.c.next_attempt_at)
-        .limit(limit)
-    )
-    claim = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(chosen.scalar_subquery()))
-        .values(lease_until=now + lease_ms, lease_owner=owner)
-        .returning(*_CLAIMED_COLUMNS)
-    )
 
     with engine.begin() as connection:
+        # Quotas are applied here rather than in SQL: on SQLite, ranking the rows with a
+        # window function made a claim of 256 rows take 7.6 ms instead of about 2 ms.
+        scanned = connection.execute(candidates).all()
+        chosen = _within_quotas(scanned, limit, quotas or {}, default_quota, concurrency_factor)
+        if not chosen:
+            return []
+        claim = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(chosen))
+            .values(lease_until=now + lease_ms, lease_owner=owner)
+            .returning(*_CLAIMED_COLUMNS)
+        )
         claimed = list(connection.execute(claim).mappings())
         return _load_claimed(connection, claimed, probe=False)
+
+
+def _within_quotas(
+    scanned: Sequence[Any],
+    limit: int,
+    quotas: Mapping[str, int],
+    default_quota: int,
+    concurrency_factor: int,
+) -> list[str]:
+    """Pick up to `limit` scanned rows, oldest first, at most each webhook's quota of them."""
+    per_webhook: dict[str, int] = {}
+    chosen: list[str] = []
+    for delivery_id, webhook_id, max_concurrency in scanned:
+        quota = quotas.get(webhook_id)
+        if quota is None:
+            quota = (
+                default_quota if max_concurrency is None else max_concurrency * concurrency_factor
+            )
+        count = per_webhook.get(webhook_id, 0)
+        if count >= quota:
+            continue
+        per_webhook[webhook_id] = count + 1
+        chosen.append(delivery_id)
+        if len(chosen) >= limit:
+            break
+    return chosen
 
 
 def claim_probes(
@@ -225,7 +239,7 @@ def _load_claimed(
         ).all()
     )
     targets = {
-        row["id"]: row
+        row["id"]: (row["url"], row["secrets"], endpoint_of(row))
         for row in connection.execute(
             select(webhooks).where(webhooks.c.id.in_({row["webhook_id"] for row in claimed}))
         ).mappings()
@@ -238,10 +252,10 @@ def _load_claimed(
             event_type=row["event_type"],
             webhook_id=row["webhook_id"],
             attempt_count=row["attempt_count"],
-            url=targets[row["webhook_id"]]["url"],
-            secrets_json=targets[row["webhook_id"]]["secrets"],
+            url=targets[row["webhook_id"]][0],
+            secrets_json=targets[row["webhook_id"]][1],
             body=bytes(bodies[row["event_id"]]),
-            endpoint=endpoint_of(targets[row["webhook_id"]]),
+            endpoint=targets[row["webhook_id"]][2],
             probe=probe,
         )
         for row in claimed
@@ -344,7 +358,43 @@ def record_attempts(engine: Engine, *, owner: str, records: Sequence[AttemptReco
     ]
     with engine.begin() as connection:
         connection.execute(insert(attempts), attempt_rows)
-        connection.execute(_RECORD_DELIVERY, delivery_rows)
+        if connection.dialect.name == "postgresql":
+            connection.execute(_RECORD_DELIVERIES_POSTGRESQL, _as_columns(delivery_rows))
+        else:
+            connection.execute(_RECORD_DELIVERY, delivery_rows)
+
+
+# The same change as `_RECORD_DELIVERY`, for a whole batch in one statement. On
+# PostgreSQL, 256 single-row UPDATEs took longer than the INSERT of their 256 attempts.
+_RECORD_DELIVERIES_POSTGRESQL = text(
+    """
+    UPDATE deliveries AS d SET
+        status = CASE WHEN d.status = 'cancelled' THEN 'cancelled' ELSE b.status END,
+        attempt_count = d.attempt_count + b.spent,
+        next_attempt_at = CASE WHEN d.status = 'cancelled' THEN NULL ELSE b.next_at END,
+        lease_until = NULL,
+        lease_owner = NULL,
+        last_status_code = b.code,
+        last_error = b.error,
+        last_attempt_at = b.at,
+        updated = b.at
+    FROM unnest(
+        CAST(:b_id AS text[]), CAST(:b_status AS text[]), CAST(:b_spent AS int[]),
+        CAST(:b_next AS bigint[]), CAST(:b_code AS int[]), CAST(:b_error AS text[]),
+        CAST(:b_at AS bigint[])
+    ) AS b(id, status, spent, next_at, code, error, at)
+    WHERE d.id = b.id
+      AND ((d.lease_owner = :b_owner AND d.status = 'pending')
+           OR (d.lease_owner IS NULL AND d.status = 'cancelled'))
+    """
+)
+
+
+def _as_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Turn rows of parameters into one list per parameter, for `unnest`."""
+    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in rows[0]}
+    columns["b_owner"] = rows[0]["b_owner"]
+    return columns
 
 
 def _not_found(delivery_id: str) -> ResourceNotFound:

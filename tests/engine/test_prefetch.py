@@ -1,0 +1,88 @@
+"""The queue of claimed deliveries waiting to start, and the cache of decrypted secrets."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.fernet import Fernet
+
+from wp_llm.server.crypto import SecretBox
+from wp_llm.server.engine.prefetch import ClaimedQueue
+from wp_llm.server.engine.secrets import SecretCache
+from wp_llm.server.store.deliveries import ClaimedDelivery
+
+
+def delivery(delivery_id: str, webhook_id: str) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        id=delivery_id,
+        account_id="acct_1",
+        event_id=f"evt_{delivery_id}",
+        event_type="generation.completed",
+        webhook_id=webhook_id,
+        attempt_count=0,
+        url="https://example.com/hook",
+        secrets_json="[]",
+        body=b"{}",
+    )
+
+
+def test_queue_takes_oldest_first_per_webhook() -> None:
+    queue = ClaimedQueue()
+    queue.put(delivery("d1", "wh_a"), now=1.0)
+    queue.put(delivery("d2", "wh_b"), now=1.0)
+    queue.put(delivery("d3", "wh_a"), now=2.0)
+    assert queue.counts() == {"wh_a": 2, "wh_b": 1}
+    taken = queue.take("wh_a")
+    assert taken is not None
+    assert taken.id == "d1"
+    assert len(queue) == 2
+
+
+def test_queue_take_from_empty_webhook_returns_none() -> None:
+    queue = ClaimedQueue()
+    assert queue.take("wh_a") is None
+    assert queue.webhooks() == []
+
+
+def test_queue_hands_back_deliveries_older_than_cutoff() -> None:
+    queue = ClaimedQueue()
+    queue.put(delivery("d1", "wh_a"), now=1.0)
+    queue.put(delivery("d2", "wh_a"), now=5.0)
+    queue.put(delivery("d3", "wh_b"), now=2.0)
+    expired = queue.remove_older_than(3.0)
+    assert sorted(item.id for item in expired) == ["d1", "d3"]
+    assert queue.counts() == {"wh_a": 1}
+    assert len(queue) == 1
+
+
+def test_queue_removes_one_webhook() -> None:
+    queue = ClaimedQueue()
+    queue.put(delivery("d1", "wh_a"), now=1.0)
+    queue.put(delivery("d2", "wh_b"), now=1.0)
+    assert [item.id for item in queue.remove_webhook("wh_a")] == ["d1"]
+    assert [item.id for item in queue] == ["d2"]
+    assert [item.id for item in queue.remove_all()] == ["d2"]
+    assert len(queue) == 0
+
+
+def stored_secrets(box: SecretBox, *entries: tuple[str, int | None]) -> str:
+    return json.dumps(
+        [{"secret": box.encrypt(secret), "expires_at": expires} for secret, expires in entries]
+    )
+
+
+def test_secret_cache_drops_secret_when_grace_period_ends() -> None:
+    box = SecretBox(Fernet.generate_key())
+    cache = SecretCache(box)
+    stored = stored_secrets(box, ("whsec_new", None), ("whsec_old", 2_000))
+    assert cache.active(stored, now_ms=1_000) == ["whsec_new", "whsec_old"]
+    assert cache.active(stored, now_ms=1_999) == ["whsec_new", "whsec_old"]
+    assert cache.active(stored, now_ms=2_000) == ["whsec_new"]
+
+
+def test_secret_cache_reads_rotated_secrets_at_once() -> None:
+    box = SecretBox(Fernet.generate_key())
+    cache = SecretCache(box)
+    assert cache.active(stored_secrets(box, ("whsec_first", None)), now_ms=0) == ["whsec_first"]
+    rotated = stored_secrets(box, ("whsec_second", None), ("whsec_first", 10_000))
+    assert cache.active(rotated, now_ms=1) == ["whsec_second", "whsec_first"]
