@@ -36,6 +36,7 @@ class ApiPublisher:
 
     def __init__(self, base_url: str, api_key: str, connections: int) -> None:
         self._url = base_url + "/v1/events"
+        self._batch_url = base_url + "/v1/events/batch"
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -62,6 +63,18 @@ class ApiPublisher:
             if response.status != 201:
                 raise RuntimeError(f"POST /v1/events returned {response.status}: {body[:300]!r}")
         return str(json.loads(body)["id"])
+
+    async def publish_batch(self, data: dict[str, Any], size: int) -> list[str]:
+        """Publish `size` events in one batch request and return their ids."""
+        assert self._session is not None
+        events = [{"type": EVENT_TYPE, "data": data}] * size
+        async with self._session.post(self._batch_url, json={"events": events}) as response:
+            body = await response.read()
+            if response.status != 201:
+                raise RuntimeError(
+                    f"POST /v1/events/batch returned {response.status}: {body[:300]!r}"
+                )
+        return [str(item["id"]) for item in json.loads(body)["data"]]
 
 
 async def publish_at_rate(

@@ -24,6 +24,9 @@ from wp_llm.server.db.schema import events
 
 TOPOLOGIES = (SQLITE_API_ONLY, SQLITE_ONE_PROCESS, POSTGRES_API_ONLY)
 WARM_UP_EVENTS = 50
+# The batch form: events per request, and requests in flight at once.
+BATCH_SIZE = 100
+BATCH_CLIENTS = 4
 
 
 def stored_events(service: OurService) -> int:
@@ -49,16 +52,40 @@ async def publish_flat_out(
     return errors
 
 
+async def publish_batches_flat_out(
+    publisher: ApiPublisher, data: dict[str, Any], count: int, clients: int
+) -> list[str]:
+    """Publish `count` events in batches of up to BATCH_SIZE from `clients` loops."""
+    sizes = iter([min(BATCH_SIZE, count - start) for start in range(0, count, BATCH_SIZE)])
+    errors: list[str] = []
+
+    async def client() -> None:
+        for size in sizes:
+            try:
+                await publisher.publish_batch(data, size)
+            except RuntimeError as error:
+                errors.append(str(error)[:300])
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return errors
+
+
 async def one_run(
-    context: BenchContext, service: OurService, publisher: ApiPublisher, clients: int
+    context: BenchContext,
+    service: OurService,
+    publisher: ApiPublisher,
+    clients: int,
+    *,
+    batches: bool = False,
 ) -> dict[str, Any]:
     count = context.profile.ingestion_events
     pids = [process.pid for process in service.processes]
     before = await asyncio.to_thread(stored_events, service)
     cpu_before = sum(map(tree_cpu_seconds, pids))
     started = time.perf_counter()
+    publish = publish_batches_flat_out if batches else publish_flat_out
     errors = await asyncio.wait_for(
-        publish_flat_out(publisher, context.data, count, clients),
+        publish(publisher, context.data, count, clients),
         context.profile.run_timeout_seconds,
     )
     elapsed = time.perf_counter() - started
@@ -97,9 +124,32 @@ async def run_topology(context: BenchContext, topology: Topology, result: Scenar
                     )
                     label = f"ours: {topology.label}, {clients} client{'s' if clients > 1 else ''}"
                     result.add(f"{topology.name}-c{clients}", label, {**record, "clients": clients})
+        await run_batches(context, service, tenant.api_key, topology, result)
         service.check_running()
     finally:
         service.close()
+
+
+async def run_batches(
+    context: BenchContext,
+    service: OurService,
+    api_key: str,
+    topology: Topology,
+    result: ScenarioResult,
+) -> None:
+    """Measure the batch form, `POST /v1/events/batch`, with BATCH_CLIENTS clients."""
+    clients = min(BATCH_CLIENTS, max(context.profile.ingestion_clients))
+    async with ApiPublisher(service.api_url, api_key, clients) as publisher:
+        await publish_batches_flat_out(publisher, context.data, WARM_UP_EVENTS, clients)
+        for _ in range(context.profile.repeats):
+            run = one_run(context, service, publisher, clients, batches=True)
+            record = await guarded(run, topology.name)
+            label = f"ours: {topology.label}, batches of {BATCH_SIZE}, {clients} clients"
+            result.add(
+                f"{topology.name}-batch",
+                label,
+                {**record, "clients": clients, "batch_size": BATCH_SIZE},
+            )
 
 
 async def run(context: BenchContext) -> list[ScenarioResult]:

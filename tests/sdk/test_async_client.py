@@ -67,6 +67,15 @@ async def test_async_events_deliveries_and_types(
     assert "generation.started" in types
 
 
+async def test_async_event_create_batch(async_client: wp_llm.AsyncClient) -> None:
+    events = [{"type": "generation.started", "data": GENERATION_STARTED}] * 2
+
+    published = await async_client.events.create_batch(events)
+
+    assert len({event.id for event in published}) == 2
+    assert all(event.data == GENERATION_STARTED for event in published)
+
+
 async def test_async_webhook_test(async_client: wp_llm.AsyncClient, receiver: Receiver) -> None:
     receiver.reply_with(Reply(status=204))
     webhook = await async_client.webhooks.create(url=receiver.url, events=["*"])

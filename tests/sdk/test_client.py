@@ -119,6 +119,37 @@ def test_event_create_list_and_retrieve(client: wp_llm.Client) -> None:
     assert client.events.retrieve(published.id) == published
 
 
+def test_event_create_batch_returns_events_in_order(client: wp_llm.Client) -> None:
+    warning = catalog.EVENT_TYPES["usage.warning"].example
+    events = [
+        {"type": "generation.started", "data": GENERATION_STARTED},
+        {"type": "usage.warning", "data": warning},
+    ]
+
+    published = client.events.create_batch(events)
+
+    assert [event.type for event in published] == ["generation.started", "usage.warning"]
+    assert [event.data for event in published] == [GENERATION_STARTED, warning]
+    assert client.events.retrieve(published[1].id) == published[1]
+
+
+def test_event_create_batch_invalid_item_names_its_position(client: wp_llm.Client) -> None:
+    events = [
+        {"type": "generation.started", "data": GENERATION_STARTED},
+        {"type": "generation.started", "data": {"id": 1}},
+    ]
+    with pytest.raises(exceptions.ValidationError) as caught:
+        client.events.create_batch(events)
+
+    assert caught.value.details["field"].startswith("events[1].data")
+    assert list(client.events.list(type="generation.started")) == []
+
+
+def test_event_create_batch_item_without_data_raises_value_error(client: wp_llm.Client) -> None:
+    with pytest.raises(ValueError, match="missing \\['data'\\]"):
+        client.events.create_batch([{"type": "generation.started"}])
+
+
 def test_event_create_invalid_data_raises_validation_error(client: wp_llm.Client) -> None:
     with pytest.raises(exceptions.ValidationError) as caught:
         client.events.create(type="generation.started", data={"id": 1})

@@ -43,3 +43,12 @@ def test_invalid_keys_are_not_cached(engine) -> None:  # type: ignore[no-untyped
     for _ in range(2):
         with pytest.raises(AuthenticationFailed):
             cache.authenticate(engine, "wpllm_sk_wrong")
+
+
+def test_cached_returns_only_authenticated_keys(engine) -> None:  # type: ignore[no-untyped-def]
+    created = accounts.create_key(engine, account_id=accounts.ensure_account(engine, "acme"))
+    cache = accounts.PrincipalCache(ttl=60)
+    assert cache.cached(created.token) is None
+    principal = cache.authenticate(engine, created.token)
+    assert cache.cached(created.token) == principal
+    assert accounts.PrincipalCache(ttl=0).cached(created.token) is None

@@ -222,3 +222,34 @@ def test_quota_notices_published_while_rate_limited(
         "usage.warning",
         "usage.warning",
     ]
+
+
+def publish_batch(client: httpx.Client, count: int) -> httpx.Response:
+    return client.post("/v1/events/batch", json={"events": [EVENT] * count})
+
+
+def test_batch_counts_each_event_and_needs_room_for_all(
+    make_account: Callable[..., UsageAccount], usage_service: UsageService
+) -> None:
+    account = make_account(event_quota=5)
+
+    assert publish_batch(account.client, 3).status_code == 201
+    refused = publish_batch(account.client, 3)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "quota_error"
+    assert counted(usage_service, account.id) == 3
+    assert publish_batch(account.client, 2).status_code == 201
+
+    assert counted(usage_service, account.id) == 5
+    assert len(events_of(usage_service.engine, account.id, EVENT["type"])) == 5
+
+
+def test_first_batch_of_period_larger_than_quota_stores_nothing(
+    make_account: Callable[..., UsageAccount], usage_service: UsageService
+) -> None:
+    account = make_account(event_quota=2)
+
+    assert publish_batch(account.client, 3).status_code == 429
+
+    assert counted(usage_service, account.id) == 0
+    assert events_of(usage_service.engine, account.id, EVENT["type"]) == []

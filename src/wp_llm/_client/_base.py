@@ -72,6 +72,14 @@ def drop_none(**fields: Any) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
+def batch_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy one event of a batch as the API takes it: its `type` and its `data`."""
+    missing = [name for name in ("type", "data") if name not in item]
+    if missing:
+        raise ValueError(f"each event of a batch needs 'type' and 'data'; missing {missing}")
+    return {"type": item["type"], "data": dict(item["data"])}
+
+
 def drop_omitted(**fields: Any) -> dict[str, Any]:
     """Keep the arguments the caller passed, explicit None included."""
     return {name: value for name, value in fields.items() if value is not OMIT}

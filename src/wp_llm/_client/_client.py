@@ -96,6 +96,11 @@ class Client(BaseClient):
         response = self._send(request)
         return parse_model(model, json_body(response), response)
 
+    def _models(self, request: APIRequest, model: type[ModelT]) -> list[ModelT]:
+        """Send a request whose answer is one whole list object, and return its items."""
+        response = self._send(request)
+        return parse_list(model, json_body(response), response)[0]
+
     def _page(self, listing: Listing[ModelT]) -> Page[ModelT]:
         response = self._send(APIRequest("GET", listing.path, params=listing.params))
         data, has_more = parse_list(listing.model, json_body(response), response)
@@ -159,6 +164,11 @@ class AsyncClient(BaseClient):
     async def _model(self, request: APIRequest, model: type[ModelT]) -> ModelT:
         response = await self._send(request)
         return parse_model(model, json_body(response), response)
+
+    async def _models(self, request: APIRequest, model: type[ModelT]) -> list[ModelT]:
+        """Send a request whose answer is one whole list object, and return its items."""
+        response = await self._send(request)
+        return parse_list(model, json_body(response), response)[0]
 
     def _page(self, listing: Listing[ModelT]) -> AsyncPaginator[ModelT]:
         return AsyncPaginator(lambda: self._fetch_page(listing))

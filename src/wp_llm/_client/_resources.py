@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wp_llm._client._base import OMIT, APIRequest, drop_none, drop_omitted, object_path, post
+from wp_llm._client._base import (
+    OMIT,
+    APIRequest,
+    batch_item,
+    drop_none,
+    drop_omitted,
+    object_path,
+    post,
+)
 from wp_llm._client._models import (
     DeletedWebhook,
     Delivery,
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 
 WEBHOOKS = "/v1/webhooks"
 EVENTS = "/v1/events"
+EVENT_BATCH = "/v1/events/batch"
 DELIVERIES = "/v1/deliveries"
 EVENT_TYPES = "/v1/event_types"
 STATS = "/v1/stats"
@@ -194,6 +203,22 @@ class Events(_Resource):
         """Publish an event to every webhook of the account that subscribes to its type."""
         body = drop_none(type=type, data=dict(data), account=account)
         return self._client._model(post(EVENTS, body, idempotency_key), Event)
+
+    def create_batch(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        account: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Event]:
+        """Publish up to 100 events in one request: all of them are stored, or none.
+
+        Each item is a mapping with `type` and `data`. The events come back in the same
+        order; each counts against the account's quota, the request once against the
+        rate limit.
+        """
+        body = drop_none(events=[batch_item(item) for item in events], account=account)
+        return self._client._models(post(EVENT_BATCH, body, idempotency_key), Event)
 
     def list(
         self,

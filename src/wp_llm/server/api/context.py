@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
@@ -16,6 +17,7 @@ from wp_llm.server.store import accounts
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.usage.clock import Clock, SystemClock
 from wp_llm.server.usage.guard import RateLimitGuard
+from wp_llm.server.usage.ratelimit import RateDecision
 
 
 @dataclass
@@ -44,19 +46,17 @@ class ServiceContext:
             self.loop.call_soon_threadsafe(callback)  # type: ignore[arg-type]
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
+    # Dependencies declared with `async def` run on the event loop. A plain `def` would
+    # cost a hop to the thread pool and back on every request.
     return request.app.state.context  # type: ignore[no-any-return]
 
 
 BEARER_PREFIX = "bearer "
 
 
-def get_principal(
-    request: Request,
-    authorization: str | None = Header(default=None, include_in_schema=False),
-    context: ServiceContext = Depends(get_context),
-) -> Principal:
-    """Authenticate the `Authorization: Bearer <key>` header."""
+def bearer_token(authorization: str | None) -> str:
+    """Return the key in a `Bearer <key>` header value, or raise AuthenticationFailed."""
     if not authorization:
         raise AuthenticationFailed(
             "Missing API key: send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
@@ -65,15 +65,45 @@ def get_principal(
         raise AuthenticationFailed(
             "The Authorization header must be 'Bearer <key>'.", code="malformed_authorization"
         )
-    principal = context.principals.authenticate(context.engine, authorization[7:].strip())
+    return authorization[7:].strip()
+
+
+async def get_principal(
+    request: Request,
+    authorization: str | None = Header(default=None, include_in_schema=False),
+    context: ServiceContext = Depends(get_context),
+) -> Principal:
+    """Authenticate the `Authorization: Bearer <key>` header and take a rate-limit token.
+
+    A key in the cache and an in-memory rate limiter need no I/O, so the common request
+    stays on the event loop. A key lookup or a shared bucket runs in the thread pool.
+    """
+    token = bearer_token(authorization)
+    principal = context.principals.cached(token)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(
+            context.principals.authenticate, context.engine, token
+        )
     request.state.principal = principal
     if context.rate_guard is not None:
         # The middleware copies the decision into the X-RateLimit-* headers of the response.
-        request.state.rate_limit = context.rate_guard.check(principal)
+        request.state.rate_limit = await _take_rate_limit_token(context.rate_guard, principal)
     return principal
 
 
-def require_account(principal: Principal = Depends(get_principal)) -> Principal:
+async def _take_rate_limit_token(
+    guard: RateLimitGuard, principal: Principal
+) -> RateDecision | None:
+    if not guard.takes_in_memory:
+        return await anyio.to_thread.run_sync(guard.check, principal)
+    attempt = guard.take(principal)
+    if attempt is None or attempt.decision.allowed:
+        return None if attempt is None else attempt.decision
+    # Reporting the rejection may publish a notice, which writes to the database.
+    return await anyio.to_thread.run_sync(guard.reject, principal, attempt)
+
+
+async def require_account(principal: Principal = Depends(get_principal)) -> Principal:
     """Allow account keys only: service keys publish events but manage no webhooks."""
     if principal.account_id is None:
         raise PermissionDenied(

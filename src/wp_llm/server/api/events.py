@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Response
 
 from wp_llm import catalog
 from wp_llm.server.api.context import ServiceContext, get_context, get_principal, require_account
-from wp_llm.server.api.models import EventCreate
+from wp_llm.server.api.models import EventBatchCreate, EventCreate
 from wp_llm.server.api.params import PageParams, page_params
 from wp_llm.server.api.resources import list_object
 from wp_llm.server.errors import InvalidRequest, PermissionDenied, UnprocessableData
@@ -55,35 +56,56 @@ def target_account(principal: Principal, requested: str | None, context: Service
     return str(found["id"])
 
 
-def checked_event(body: EventCreate) -> None:
-    if body.type not in catalog.EVENT_TYPES:
+def checked_event(event_type: str, data: dict[str, Any], prefix: str = "") -> None:
+    """Raise the API error for an unknown type or data that does not fit the type's schema.
+
+    `prefix` goes before each field name, such as `events[2].` for an event of a batch.
+    """
+    if event_type not in catalog.EVENT_TYPES:
         raise InvalidRequest(
-            f"Unknown event type {body.type[:100]!r}.",
+            f"Unknown event type {event_type[:100]!r}" + (f" at {prefix}type." if prefix else "."),
             code="unknown_event_type",
-            details={"field": "type", "value": body.type[:100], "valid": list(catalog.EVENT_TYPES)},
+            details={
+                "field": f"{prefix}type",
+                "value": event_type[:100],
+                "valid": list(catalog.EVENT_TYPES),
+            },
         )
-    problems = validate_event_data(body.type, body.data)
+    problems = validate_event_data(event_type, data)
     if problems:
         first = problems[0]
         raise UnprocessableData(
-            f"Invalid {first.field}: {first.message}",
+            f"Invalid {prefix}{first.field}: {first.message}",
             details={
-                "field": first.field,
-                "errors": [{"field": p.field, "message": p.message} for p in problems],
+                "field": f"{prefix}{first.field}",
+                "errors": [{"field": f"{prefix}{p.field}", "message": p.message} for p in problems],
             },
         )
 
 
 @router.post("", status_code=201, summary="Publish an event to every subscribed webhook")
-def create_event(
+async def create_event(
     body: EventCreate,
     principal: Principal = Depends(get_principal),
     context: ServiceContext = Depends(get_context),
 ) -> Response:
+    # All the blocking work runs in one call to the thread pool, because the checks may
+    # look up an account and publishing writes to the database.
+    published = await anyio.to_thread.run_sync(publish_checked, body, principal, context)
+    if published.delivery_count:
+        context.notify_workers()
+    # The stored envelope is the response: the same bytes every delivery sends.
+    return Response(published.event.body, status_code=201, media_type="application/json")
+
+
+def publish_checked(
+    body: EventCreate, principal: Principal, context: ServiceContext
+) -> usage_store.MeteredPublish:
+    """Check the event and its target account, then count and store it."""
     account_id = target_account(principal, body.account, context)
-    checked_event(body)
+    checked_event(body.type, body.data)
     try:
-        published = usage_store.publish_metered(
+        return usage_store.publish_metered(
             context.engine,
             account_id,
             body.type,
@@ -94,10 +116,45 @@ def create_event(
         )
     except ValueError as error:
         raise UnprocessableData(f"Invalid data: {error}", details={"field": "data"}) from None
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    summary="Publish up to 100 events in one request, all of them or none",
+)
+async def create_event_batch(
+    body: EventBatchCreate,
+    principal: Principal = Depends(get_principal),
+    context: ServiceContext = Depends(get_context),
+) -> Response:
+    published = await anyio.to_thread.run_sync(publish_batch_checked, body, principal, context)
     if published.delivery_count:
         context.notify_workers()
-    # The stored envelope is the response: the same bytes every delivery sends.
-    return Response(published.event.body, status_code=201, media_type="application/json")
+    # The stored envelopes, in the order of the request, as a list object.
+    envelopes = b",".join(event.body for event in published.events)
+    content = b'{"object":"list","data":[' + envelopes + b'],"has_more":false}'
+    return Response(content, status_code=201, media_type="application/json")
+
+
+def publish_batch_checked(
+    body: EventBatchCreate, principal: Principal, context: ServiceContext
+) -> usage_store.MeteredBatch:
+    """Check every event and the target account, then count and store them together."""
+    account_id = target_account(principal, body.account, context)
+    for index, item in enumerate(body.events):
+        checked_event(item.type, item.data, prefix=f"events[{index}].")
+    try:
+        return usage_store.publish_metered_batch(
+            context.engine,
+            account_id,
+            [(item.type, item.data) for item in body.events],
+            default_quota=context.settings.event_quota,
+            thresholds=context.settings.quota_warning_thresholds,
+            now=context.clock.now(),
+        )
+    except ValueError as error:
+        raise UnprocessableData(f"Invalid data: {error}", details={"field": "events"}) from None
 
 
 @router.get("", summary="List events")

@@ -40,7 +40,6 @@ from wp_llm.server.api.errors import envelope
 from wp_llm.server.crypto import SecretBox
 from wp_llm.server.db.schema import idempotency_keys
 from wp_llm.server.errors import AuthenticationFailed
-from wp_llm.server.store import accounts
 
 logger = logging.getLogger(__name__)
 
@@ -396,8 +395,12 @@ async def _authenticated_scope(context: ServiceContext, authorization: str | Non
     token = authorization[len(BEARER_PREFIX) :].strip()
     if not token:
         return None
+    # The route authenticates through the same cache, so both see the same principal.
+    principal = context.principals.cached(token)
+    if principal is not None:
+        return principal.scope
     try:
-        principal = await _in_thread(accounts.authenticate, context.engine, token)
+        principal = await _in_thread(context.principals.authenticate, context.engine, token)
     except AuthenticationFailed:
         return None
     return principal.scope

@@ -149,3 +149,34 @@ class EventCreate(_Request):
     account: str | None = Field(
         default=None, description="Service keys only: the account (id or name) to publish to."
     )
+
+
+# Events one batch request may publish; each is counted against the quota.
+MAX_BATCH_EVENTS = 100
+
+
+class EventBatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: str = Field(description="A catalog event type, such as `generation.completed`.")
+    data: dict[str, Any] = Field(description="The event data, checked against the type's schema.")
+
+
+class EventBatchCreate(_Request):
+    events: list[EventBatchItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_EVENTS,
+        description=f"1 to {MAX_BATCH_EVENTS} events, published together: all of them or none.",
+    )
+    account: str | None = Field(
+        default=None, description="Service keys only: the account (id or name) to publish to."
+    )
+
+    @model_validator(mode="after")
+    def _check_storable(self) -> EventBatchCreate:
+        for index, item in enumerate(self.events):
+            check_value(item.type, f"events[{index}].type")
+            check_value(item.data, f"events[{index}].data")
+        if self.account is not None:
+            check_value(self.account, "account")
+        return self

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -65,10 +68,62 @@ def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-unt
     cursor.close()
 
 
-def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
-    # Take the write lock when the transaction starts, so two writers queue on
-    # busy_timeout instead of failing with "database is locked" on upgrade.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class _TransactionGate:
+    """Queues the SQLite transactions of one process on a lock, in front of SQLite's own.
+
+    SQLite makes a waiting writer poll with sleeps of up to 100 ms, so under concurrent
+    requests the write lock often sat free while every waiter slept. Threads of one
+    process wait here instead and get the lock as soon as it is released. Other
+    processes still queue on busy_timeout.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # The DBAPI connection whose transaction holds the lock; None while it is free.
+        self._holder: object | None = None
+
+    def begin(self, connection: Any) -> None:
+        # BEGIN IMMEDIATE takes the write lock when the transaction starts, so two
+        # writers queue instead of failing with "database is locked" on upgrade.
+        # NOTE: read-only transactions take the lock too, because SQLAlchemy begins
+        # `engine.connect()` and `engine.begin()` transactions the same way.
+        if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked")
+        try:
+            connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        self._holder = connection.dbapi_connection
+
+    def commit(self, connection: Any) -> None:
+        try:
+            connection.dbapi_connection.commit()
+        finally:
+            self._release(connection)
+
+    def rollback(self, connection: Any) -> None:
+        # SQLAlchemy also rolls back every connection it returns to the pool, so this
+        # runs for connections that hold no transaction.
+        try:
+            connection.dbapi_connection.rollback()
+        finally:
+            self._release(connection)
+
+    def close(self, dbapi_connection: Any) -> None:
+        # An invalidated connection is closed without a rollback.
+        try:
+            dbapi_connection.close()
+        finally:
+            self._release_held_by(dbapi_connection)
+
+    def _release(self, connection: Any) -> None:
+        self._release_held_by(connection.dbapi_connection)
+
+    def _release_held_by(self, dbapi_connection: object) -> None:
+        if self._holder is not None and self._holder is dbapi_connection:
+            self._holder = None
+            self._lock.release()
 
 
 def create_db_engine(url: str, *, pool_size: int = POSTGRES_POOL_SIZE) -> Engine:
@@ -101,8 +156,17 @@ def _create_sqlite_engine(url: str, database: str | None) -> Engine:
         connect_args={"check_same_thread": False, "isolation_level": None},
         hide_parameters=True,
     )
-    event.listen(engine, "connect", _configure_sqlite)
-    event.listen(engine, "begin", _begin_immediate)
+    # The dialect's own steps and a pool event take the place of Engine events, because a
+    # single Engine event listener makes SQLAlchemy dispatch events on every connection
+    # and statement, which doubled the CPU time of a short transaction. SQLAlchemy wraps
+    # errors of `do_begin` as it wraps those of statements, so a busy lock still raises
+    # its OperationalError.
+    event.listen(engine.pool, "connect", _configure_sqlite)
+    gate = _TransactionGate()
+    engine.dialect.do_begin = gate.begin  # type: ignore[method-assign, assignment]
+    engine.dialect.do_commit = gate.commit  # type: ignore[method-assign, assignment]
+    engine.dialect.do_rollback = gate.rollback  # type: ignore[method-assign, assignment]
+    engine.dialect.do_close = gate.close  # type: ignore[method-assign, assignment]
     return engine
 
 

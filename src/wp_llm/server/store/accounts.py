@@ -130,19 +130,28 @@ class PrincipalCache:
         self._entries: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str) -> Principal | None:
+        """Return the principal of a key cached less than the TTL ago, or None, with no I/O."""
+        if self._ttl <= 0:
+            return None
+        entry = self._entries.get(hash_api_key(token))
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
     def authenticate(self, engine: Engine, token: str) -> Principal:
         """Return the principal of a valid key from the cache, or look it up and cache it.
 
         Invalid keys are never cached.
         """
-        key = hash_api_key(token)
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
         now = time.monotonic()
-        entry = self._entries.get(key) if self._ttl > 0 else None
-        if entry is not None and entry[0] > now:
-            return entry[1]
         principal = authenticate(engine, token)
         if self._ttl <= 0:
             return principal
+        key = hash_api_key(token)
         with self._lock:
             if len(self._entries) >= PRINCIPAL_CACHE_SIZE:
                 self._entries.clear()

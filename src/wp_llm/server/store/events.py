@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from wp_llm import _jsjson
 from wp_llm.catalog import matches
@@ -42,18 +42,63 @@ def build_envelope(event_id: str, created: int, event_type: str, data: Any) -> b
     return _jsjson.dumps(envelope)
 
 
+# Statements of every publish, built once. Building one and computing its cache key cost
+# more than running it, and bound parameters keep its compiled form in SQLAlchemy's cache.
+_ENABLED_WEBHOOKS = select(webhooks.c.id, webhooks.c.events).where(
+    webhooks.c.account_id == bindparam("account_id"), webhooks.c.enabled.is_(True)
+)
+_INSERT_EVENT = insert(events)
+_INSERT_DELIVERIES = insert(deliveries)
+
+
 def subscribers(connection: Connection, account_id: str, event_type: str) -> list[str]:
     """Ids of the account's enabled webhooks whose patterns match the type."""
-    rows = connection.execute(
-        select(webhooks.c.id, webhooks.c.events).where(
-            webhooks.c.account_id == account_id, webhooks.c.enabled.is_(True)
-        )
-    )
-    return [
-        row.id
-        for row in rows
-        if any(matches(pattern, event_type) for pattern in json.loads(row.events))
-    ]
+    return Subscriptions.load(connection, account_id).matching(event_type)
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """An account's enabled webhooks and the event type patterns each subscribes to."""
+
+    patterns: dict[str, list[str]]
+
+    @classmethod
+    def load(cls, connection: Connection, account_id: str) -> Subscriptions:
+        rows = connection.execute(_ENABLED_WEBHOOKS, {"account_id": account_id})
+        return cls({row.id: json.loads(row.events) for row in rows})
+
+    def matching(self, event_type: str) -> list[str]:
+        return [
+            webhook_id
+            for webhook_id, patterns in self.patterns.items()
+            if any(matches(pattern, event_type) for pattern in patterns)
+        ]
+
+
+def insert_events(
+    connection: Connection, account_id: str, items: Sequence[tuple[str, Any]]
+) -> list[PublishedEvent]:
+    """Store several events and their deliveries in the caller's transaction.
+
+    The account's webhooks are read once, and the rows go in with one statement per table.
+    """
+    subscriptions = Subscriptions.load(connection, account_id)
+    targets_of: dict[str, list[str]] = {}
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    published: list[PublishedEvent] = []
+    for event_type, data in items:
+        if event_type not in targets_of:
+            targets_of[event_type] = subscriptions.matching(event_type)
+        event_row, rows = _event_rows(account_id, event_type, data, targets_of[event_type])
+        event_rows.append(event_row)
+        delivery_rows.extend(rows)
+        published.append(_published(event_row, rows))
+    connection.execute(_INSERT_EVENT, event_rows)
+    if delivery_rows:
+        connection.execute(_INSERT_DELIVERIES, delivery_rows)
+        announce_deliveries(connection)
+    return published
 
 
 def publish(engine: Engine, account_id: str, event_type: str, data: Any) -> PublishedEvent:
@@ -66,16 +111,28 @@ def insert_event(
     connection: Connection, account_id: str, event_type: str, data: Any
 ) -> PublishedEvent:
     """Store the event and its deliveries in the caller's transaction."""
+    targets = subscribers(connection, account_id, event_type)
+    event_row, delivery_rows = _event_rows(account_id, event_type, data, targets)
+    connection.execute(_INSERT_EVENT, event_row)
+    if delivery_rows:
+        connection.execute(_INSERT_DELIVERIES, delivery_rows)
+        announce_deliveries(connection)
+    return _published(event_row, delivery_rows)
+
+
+def _event_rows(
+    account_id: str, event_type: str, data: Any, targets: Sequence[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Build an event's row, with its envelope, and one pending delivery row per target."""
     now = ids.now_ms()
     event_id = ids.new_id(ids.EVENT)
-    body = build_envelope(event_id, now // 1000, event_type, data)
-
-    targets = subscribers(connection, account_id, event_type)
-    connection.execute(
-        insert(events).values(
-            id=event_id, account_id=account_id, type=event_type, created=now // 1000, body=body
-        )
-    )
+    event_row = {
+        "id": event_id,
+        "account_id": account_id,
+        "type": event_type,
+        "created": now // 1000,
+        "body": build_envelope(event_id, now // 1000, event_type, data),
+    }
     delivery_rows = [
         {
             "id": ids.new_id(ids.DELIVERY),
@@ -91,16 +148,18 @@ def insert_event(
         }
         for webhook_id in targets
     ]
-    if delivery_rows:
-        connection.execute(insert(deliveries), delivery_rows)
-        announce_deliveries(connection)
+    return event_row, delivery_rows
 
+
+def _published(
+    event_row: Mapping[str, Any], delivery_rows: Sequence[Mapping[str, Any]]
+) -> PublishedEvent:
     return PublishedEvent(
-        id=event_id,
-        account_id=account_id,
-        type=event_type,
-        created=now // 1000,
-        body=body,
+        id=event_row["id"],
+        account_id=event_row["account_id"],
+        type=event_row["type"],
+        created=event_row["created"],
+        body=event_row["body"],
         delivery_ids=[str(row["id"]) for row in delivery_rows],
     )
 

@@ -6,13 +6,26 @@ decided, each in one transaction so that concurrent API processes agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, delete, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from wp_llm.catalog import matches
@@ -61,11 +74,13 @@ class AccountLimits:
     event_quota: int | None = None
 
 
+_ACCOUNT_LIMITS = select(
+    account_limits.c.rate_limit, account_limits.c.rate_limit_burst, account_limits.c.event_quota
+).where(account_limits.c.account_id == bindparam("account_id"))
+
+
 def get_account_limits(connection: Connection, account_id: str) -> AccountLimits:
-    query = select(
-        account_limits.c.rate_limit, account_limits.c.rate_limit_burst, account_limits.c.event_quota
-    ).where(account_limits.c.account_id == account_id)
-    row = connection.execute(query).first()
+    row = connection.execute(_ACCOUNT_LIMITS, {"account_id": account_id}).first()
     if row is None:
         return AccountLimits()
     return AccountLimits(row.rate_limit, row.rate_limit_burst, row.event_quota)
@@ -209,6 +224,18 @@ class MeteredPublish:
         return sum(len(item.delivery_ids) for item in [self.event, *self.notices])
 
 
+@dataclass(frozen=True)
+class MeteredBatch:
+    """Events published together and the usage notices their count made due."""
+
+    events: list[PublishedEvent]
+    notices: list[PublishedEvent] = field(default_factory=list)
+
+    @property
+    def delivery_count(self) -> int:
+        return sum(len(item.delivery_ids) for item in [*self.events, *self.notices])
+
+
 class _QuotaFull(Exception):
     """The count refused one more event; raised inside the transaction to roll it back."""
 
@@ -234,47 +261,99 @@ def publish_metered(
     `usage.quota_exceeded` notice that the new count makes due are published in the
     same transaction, uncounted. Raise QuotaExceeded when the quota is used up.
     """
+    batch = publish_metered_batch(
+        engine,
+        account_id,
+        [(event_type, data)],
+        default_quota=default_quota,
+        thresholds=thresholds,
+        now=now,
+    )
+    return MeteredPublish(event=batch.events[0], notices=batch.notices)
+
+
+def publish_metered_batch(
+    engine: Engine,
+    account_id: str,
+    items: Sequence[tuple[str, Any]],
+    *,
+    default_quota: int,
+    thresholds: tuple[int, ...],
+    now: float,
+) -> MeteredBatch:
+    """Count and publish several events in one transaction: all of them, or none.
+
+    As `publish_metered`, but the quota must have room for every event of the batch.
+    """
     period = month_period(now)
     try:
         with engine.begin() as connection:
             quota = get_account_limits(connection, account_id).event_quota
             policy = QuotaPolicy(default_quota if quota is None else quota, thresholds)
-            counter = _count_event(connection, account_id, period, policy)
+            counter = _count_events(connection, account_id, period, policy, len(items))
             if counter is None:
                 raise _QuotaFull(policy)
 
-            event = event_store.insert_event(connection, account_id, event_type, data)
+            published = event_store.insert_events(connection, account_id, items)
             due = _publish_quota_notices(connection, account_id, policy, counter, period)
-            return MeteredPublish(event=event, notices=due)
+            return MeteredBatch(events=published, notices=due)
     except _QuotaFull as full:
         _notify_quota_reached(engine, account_id, full.policy, period)
-        raise QuotaExceeded(
-            f"Account {account_id} used its quota of {full.policy.quota} events for "
-            f"{period.label}; publishing resumes when the period ends at {period.end_text}.",
-            details={
-                "quota": full.policy.quota,
-                "period_start": period.start,
-                "period_end": period.end,
-            },
-            headers={"Retry-After": str(period.seconds_left(now))},
-        ) from None
+        raise _quota_exceeded(account_id, full.policy, period, now, len(items)) from None
 
 
-def _count_event(
-    connection: Connection, account_id: str, period: Period, policy: QuotaPolicy
-) -> Row[Any] | None:
-    """Add one to the period's count unless the quota is used up; None when it is."""
-    statement = _insert(connection, usage_periods).values(
-        account_id=account_id, period_start=period.start, event_count=1
+def _quota_exceeded(
+    account_id: str, policy: QuotaPolicy, period: Period, now: float, count: int
+) -> QuotaExceeded:
+    wanted = "" if count == 1 else f" (a batch of {count} needs room for all of them)"
+    return QuotaExceeded(
+        f"Account {account_id} used its quota of {policy.quota} events for "
+        f"{period.label}{wanted}; publishing resumes when the period ends at "
+        f"{period.end_text}.",
+        details={
+            "quota": policy.quota,
+            "period_start": period.start,
+            "period_end": period.end,
+        },
+        headers={"Retry-After": str(period.seconds_left(now))},
     )
-    statement = statement.on_conflict_do_update(
+
+
+def _count_events(
+    connection: Connection, account_id: str, period: Period, policy: QuotaPolicy, count: int
+) -> Row[Any] | None:
+    """Add `count` to the period's count if the quota has room for them; None when not."""
+    statement = _count_statement(connection.dialect.name, policy.unlimited)
+    parameters = {
+        "account_id": account_id,
+        "period_start": period.start,
+        "quota": policy.quota,
+        "count": count,
+    }
+    counter = connection.execute(statement, parameters).first()
+    # A period's first publish inserts its row without the quota check of the update.
+    if counter is not None and not policy.unlimited and counter.event_count > policy.quota:
+        return None
+    return counter
+
+
+@functools.cache
+def _count_statement(dialect_name: str, unlimited: bool) -> Any:
+    """Build the counting upsert once per dialect and quota kind, because every publish runs it."""
+    insert_of_dialect = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    statement = insert_of_dialect(usage_periods).values(
+        account_id=bindparam("account_id"),
+        period_start=bindparam("period_start"),
+        event_count=bindparam("count"),
+    )
+    has_room = usage_periods.c.event_count + bindparam("count") <= bindparam("quota")
+    return statement.on_conflict_do_update(
         index_elements=[usage_periods.c.account_id, usage_periods.c.period_start],
-        set_={"event_count": usage_periods.c.event_count + 1},
-        where=None if policy.unlimited else usage_periods.c.event_count < policy.quota,
+        set_={"event_count": usage_periods.c.event_count + bindparam("count")},
+        where=None if unlimited else has_room,
     ).returning(
         usage_periods.c.event_count, usage_periods.c.warned_percent, usage_periods.c.quota_notified
     )
-    return connection.execute(statement).first()
 
 
 def _publish_quota_notices(

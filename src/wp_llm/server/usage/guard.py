@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,7 +16,7 @@ from wp_llm.server.store import usage as usage_store
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.usage import notices
 from wp_llm.server.usage.clock import Clock
-from wp_llm.server.usage.limiters import RateLimiter
+from wp_llm.server.usage.limiters import MemoryRateLimiter, RateLimiter
 from wp_llm.server.usage.ratelimit import RateDecision, RateLimit, resolve_limit
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,16 @@ def limit_for(principal: Principal, settings: Settings) -> RateLimit:
         settings.rate_limit,
         settings.rate_limit_burst,
     )
+
+
+@dataclass(frozen=True)
+class TokenAttempt:
+    """One request's attempt to take a token from its key's bucket, with the limit and the time."""
+
+    limit: RateLimit
+    # The clock's time of the attempt, in Unix seconds.
+    now: float
+    decision: RateDecision
 
 
 class RateLimitGuard:
@@ -63,18 +75,36 @@ class RateLimitGuard:
         # Ends of the notice windows this process has seen, so most rejections skip the database.
         self._notice_windows: dict[str, float] = {}
 
+    @property
+    def takes_in_memory(self) -> bool:
+        """Whether `take` runs without I/O, so that an event loop may call it directly."""
+        return isinstance(self._limiter, MemoryRateLimiter)
+
     def check(self, principal: Principal) -> RateDecision | None:
-        """Take one token; return the decision, or None when the key is unlimited."""
+        """Take one token and return the decision, or None when the key is unlimited.
+
+        Raise RateLimited, after `reject` reported it, when no token is left.
+        """
+        attempt = self.take(principal)
+        if attempt is None or attempt.decision.allowed:
+            return None if attempt is None else attempt.decision
+        self.reject(principal, attempt)
+
+    def take(self, principal: Principal) -> TokenAttempt | None:
+        """Try to take one token from the key's bucket, or return None when the key is unlimited."""
         limit = limit_for(principal, self._settings)
         if limit.unlimited:
             return None
-
         now = self._clock.now()
-        decision = self._limiter.acquire(principal.key_id, limit, now)
-        if decision.allowed:
-            return decision
+        return TokenAttempt(limit, now, self._limiter.acquire(principal.key_id, limit, now))
 
-        self._report(principal, decision, now)
+    def reject(self, principal: Principal, attempt: TokenAttempt) -> NoReturn:
+        """Report a request that found no token, then raise RateLimited.
+
+        The report may publish `usage.limit_exceeded`, so this can write to the database.
+        """
+        limit, decision = attempt.limit, attempt.decision
+        self._report(principal, decision, attempt.now)
         raise RateLimited(
             f"API key {principal.key_id} exceeded its rate limit of {limit.rate:g} requests per "
             f"second with bursts of {limit.burst}; retry after {decision.retry_after} s.",
