@@ -23,7 +23,11 @@ EVENT = {
     "data": {"id": "gen_1", "object": "text_generation", "created": 1, "model": "m", "prompt": "p"},
 }
 # The only account-scoped route a service key may use, and the public catalog.
-SERVICE_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/event_types")}
+SERVICE_ROUTES = {
+    ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
+    ("GET", "/v1/event_types"),
+}
 
 
 @pytest.fixture
@@ -50,6 +54,42 @@ def test_service_key_publishes_to_named_account(
     assert stored["id"] == response.json()["id"]
     [delivered] = receiver.wait_for(1)
     assert delivered.body == response.content
+
+
+def test_service_key_publishes_batch_to_named_account(
+    make_account: Callable[..., UsageAccount], usage_service: UsageService, producer: httpx.Client
+) -> None:
+    account = make_account()
+
+    response = producer.post(
+        "/v1/events/batch", json={"events": [EVENT] * 2, "account": account.id}
+    )
+
+    assert response.status_code == 201, response.text
+    stored = events_of(usage_service.engine, account.id)
+    assert sorted(event["id"] for event in stored) == sorted(
+        item["id"] for item in response.json()["data"]
+    )
+
+
+def test_service_key_batch_without_account_is_rejected(producer: httpx.Client) -> None:
+    response = producer.post("/v1/events/batch", json={"events": [EVENT]})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "account_required"
+
+
+def test_account_key_batch_cannot_name_other_account(
+    make_account: Callable[..., UsageAccount], usage_service: UsageService
+) -> None:
+    publisher, victim = make_account(), make_account()
+
+    response = publisher.client.post(
+        "/v1/events/batch", json={"events": [EVENT], "account": victim.id}
+    )
+
+    assert response.status_code == 403
+    assert events_of(usage_service.engine, victim.id) == []
 
 
 def test_service_key_event_reaches_only_named_account(
