@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_POOL_SIZE = 10
+# SQLite connections kept open: the API's thread pool (40 threads in AnyIO) plus the
+# delivery engine's threads. Transactions still run one at a time.
+SQLITE_POOL_SIZE = 48
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 # Any fixed number: processes that migrate at the same moment take turns on this lock.
@@ -155,6 +158,10 @@ def _create_sqlite_engine(url: str, database: str | None) -> Engine:
         url,
         connect_args={"check_same_thread": False, "isolation_level": None},
         hide_parameters=True,
+        # Enough kept connections for every thread that may use one at once: beyond the
+        # pool size, each returned connection was closed and the next one reopened.
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE // 2,
     )
     # The dialect's own steps and a pool event take the place of Engine events, because a
     # single Engine event listener makes SQLAlchemy dispatch events on every connection
