@@ -80,8 +80,8 @@ def seed_backlog(
     for start in range(0, event_count, INSERT_CHUNK_ROWS):
         size = min(INSERT_CHUNK_ROWS, event_count - start)
         inserted += _insert_chunk(engine, account_id, webhook_ids, size, data, after_outage)
-    # A backlog that builds up in production is analyzed by autovacuum as it grows; one
-    # inserted all at once is not, and the query planner would work from an empty table.
+    # Autovacuum analyzes a backlog that builds up in production as it grows. A backlog
+    # inserted all at once has no statistics, so the planner would treat it as empty.
     with engine.begin() as connection:
         connection.exec_driver_sql("ANALYZE")
     return inserted

@@ -244,7 +244,7 @@ def delivery_rows(engine: Engine) -> dict[str, dict[str, object]]:
 def test_record_moves_a_batch_of_deliveries_on(engine: Engine, account_id: str) -> None:
     add_webhook(engine, account_id, ["*"])
     publish(engine, account_id, "generation.completed", 5)
-    done, retried, failed, cancelled, taken = claim(engine, default_quota=8)
+    done, retried, failed, cancelled, reclaimed = claim(engine, default_quota=8)
     retry_at = ids.now_ms() + 60_000
     with engine.begin() as connection:
         # The webhook was deleted while `cancelled` was in flight.
@@ -253,9 +253,9 @@ def test_record_moves_a_batch_of_deliveries_on(engine: Engine, account_id: str) 
             .where(deliveries.c.id == cancelled.id)
             .values(status="cancelled", lease_owner=None, lease_until=None, next_attempt_at=None)
         )
-        # `taken`'s lease ran out and another worker claimed it.
+        # `reclaimed`'s lease ran out and another worker claimed it.
         connection.execute(
-            update(deliveries).where(deliveries.c.id == taken.id).values(lease_owner="worker-b")
+            update(deliveries).where(deliveries.c.id == reclaimed.id).values(lease_owner="worker-b")
         )
 
     records = [
@@ -263,7 +263,7 @@ def test_record_moves_a_batch_of_deliveries_on(engine: Engine, account_id: str) 
         attempt(retried, 500, "pending", retry_at),
         attempt(failed, 410, "failed", None),
         attempt(cancelled, 204, "succeeded", None),
-        attempt(taken, 204, "succeeded", None),
+        attempt(reclaimed, 204, "succeeded", None),
     ]
     delivery_store.record_attempts(engine, owner="worker-a", records=records)
 
@@ -276,8 +276,8 @@ def test_record_moves_a_batch_of_deliveries_on(engine: Engine, account_id: str) 
     assert rows[failed.id]["status"] == "failed"
     assert (rows[cancelled.id]["status"], rows[cancelled.id]["attempt_count"]) == ("cancelled", 1)
     assert rows[cancelled.id]["next_attempt_at"] is None
-    assert rows[taken.id]["lease_owner"] == "worker-b"
-    assert rows[taken.id]["attempt_count"] == 0
+    assert rows[reclaimed.id]["lease_owner"] == "worker-b"
+    assert rows[reclaimed.id]["attempt_count"] == 0
     assert all(rows[d.id]["lease_owner"] is None for d in (done, retried, failed, cancelled))
     with engine.connect() as connection:
         logged = connection.execute(select(attempts.c.delivery_id)).scalars().all()

@@ -32,9 +32,9 @@ def test_queue_takes_oldest_first_per_webhook() -> None:
     queue.put(delivery("d2", "wh_b"), now=1.0)
     queue.put(delivery("d3", "wh_a"), now=2.0)
     assert queue.counts() == {"wh_a": 2, "wh_b": 1}
-    taken = queue.take("wh_a")
-    assert taken is not None
-    assert taken.id == "d1"
+    oldest = queue.take("wh_a")
+    assert oldest is not None
+    assert oldest.id == "d1"
     assert len(queue) == 2
 
 

@@ -144,7 +144,7 @@ def test_claim_target_prefetches_windows_of_healthy_endpoint() -> None:
     assert throttle.claim_target(now=0.0) == 8 * PREFETCH_WINDOWS
 
 
-def test_claim_target_of_failing_endpoint_is_what_may_start() -> None:
+def test_claim_target_failing_endpoint() -> None:
     throttle = EndpointThrottle.new(8, None, now=0.0)
     throttle.start(now=0.0)
     throttle.finish(started_at=0.0, succeeded=False, congested=False, now=1.0)

@@ -145,7 +145,7 @@ def test_event_create_batch_invalid_item_names_its_position(client: wp_llm.Clien
     assert list(client.events.list(type="generation.started")) == []
 
 
-def test_event_create_batch_item_without_data_raises_value_error(client: wp_llm.Client) -> None:
+def test_event_batch_item_without_data(client: wp_llm.Client) -> None:
     with pytest.raises(ValueError, match="missing \\['data'\\]"):
         client.events.create_batch([{"type": "generation.started"}])
 

@@ -228,15 +228,15 @@ def publish_batch(client: httpx.Client, count: int) -> httpx.Response:
     return client.post("/v1/events/batch", json={"events": [EVENT] * count})
 
 
-def test_batch_counts_each_event_and_needs_room_for_all(
+def test_batch_quota_counts_each_event(
     make_account: Callable[..., UsageAccount], usage_service: UsageService
 ) -> None:
     account = make_account(event_quota=5)
 
     assert publish_batch(account.client, 3).status_code == 201
-    refused = publish_batch(account.client, 3)
-    assert refused.status_code == 429
-    assert refused.json()["error"]["type"] == "quota_error"
+    rejected = publish_batch(account.client, 3)
+    assert rejected.status_code == 429
+    assert rejected.json()["error"]["type"] == "quota_error"
     assert counted(usage_service, account.id) == 3
     assert publish_batch(account.client, 2).status_code == 201
 
@@ -244,7 +244,7 @@ def test_batch_counts_each_event_and_needs_room_for_all(
     assert len(events_of(usage_service.engine, account.id, EVENT["type"])) == 5
 
 
-def test_first_batch_of_period_larger_than_quota_stores_nothing(
+def test_batch_over_quota_stores_nothing(
     make_account: Callable[..., UsageAccount], usage_service: UsageService
 ) -> None:
     account = make_account(event_quota=2)

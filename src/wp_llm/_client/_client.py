@@ -97,7 +97,7 @@ class Client(BaseClient):
         return parse_model(model, json_body(response), response)
 
     def _models(self, request: APIRequest, model: type[ModelT]) -> list[ModelT]:
-        """Send a request whose answer is one whole list object, and return its items."""
+        """Send a request whose response is one whole list object, and return its items."""
         response = self._send(request)
         return parse_list(model, json_body(response), response)[0]
 
@@ -166,7 +166,7 @@ class AsyncClient(BaseClient):
         return parse_model(model, json_body(response), response)
 
     async def _models(self, request: APIRequest, model: type[ModelT]) -> list[ModelT]:
-        """Send a request whose answer is one whole list object, and return its items."""
+        """Send a request whose response is one whole list object, and return its items."""
         response = await self._send(request)
         return parse_list(model, json_body(response), response)[0]
 

@@ -545,7 +545,7 @@ class DeliveryWorker:
             await asyncio.sleep(interval)
             # Attempts waiting to be recorded keep their leases too, so a database outage
             # shorter than the lease does not make them due for a second send.
-            held = [
+            leased = [
                 *self._in_flight,
                 *(delivery.id for delivery in self._queue),
                 *(record.delivery_id for record in self._records),
@@ -556,13 +556,13 @@ class DeliveryWorker:
                     delivery_store.extend_leases,
                     self.engine,
                     owner=self.owner,
-                    delivery_ids=held,
+                    delivery_ids=leased,
                     until=until,
                 )
             except DATABASE_ERRORS as error:
                 logger.warning(
                     "lease renewal failed; will retry",
-                    extra={"worker": self.owner, "count": len(held), "error": str(error)[:200]},
+                    extra={"worker": self.owner, "count": len(leased), "error": str(error)[:200]},
                 )
 
     async def _drain(self) -> None:

@@ -305,10 +305,10 @@ def publish_metered_batch(
 def _quota_exceeded(
     account_id: str, policy: QuotaPolicy, period: Period, now: float, count: int
 ) -> QuotaExceeded:
-    wanted = "" if count == 1 else f" (a batch of {count} needs room for all of them)"
+    batch_note = "" if count == 1 else f" (a batch of {count} needs room for all of them)"
     return QuotaExceeded(
         f"Account {account_id} used its quota of {policy.quota} events for "
-        f"{period.label}{wanted}; publishing resumes when the period ends at "
+        f"{period.label}{batch_note}; publishing resumes when the period ends at "
         f"{period.end_text}.",
         details={
             "quota": policy.quota,
