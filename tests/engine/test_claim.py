@@ -288,3 +288,26 @@ def test_claim_multiplies_webhook_max_concurrency(engine: Engine, account_id: st
     limited = add_webhook(engine, account_id, ["*"], max_concurrency=2)
     publish(engine, account_id, "generation.completed", 10)
     assert per_webhook(claim(engine, default_quota=8, concurrency_factor=3))[limited] == 6
+
+
+def test_lease_renewal_returns_only_leases_still_held(engine: Engine, account_id: str) -> None:
+    add_webhook(engine, account_id, ["*"], max_concurrency=10)
+    publish(engine, account_id, "system.maintenance", 3)
+    first, second, third = claim(engine)
+    # The lease on `second` ran out and another worker claimed it.
+    with engine.begin() as connection:
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == second.id)
+            .values(lease_owner="worker-b", lease_until=ids.now_ms() + LEASE_MS)
+        )
+    until = ids.now_ms() + 2 * LEASE_MS
+    held = delivery_store.extend_leases(
+        engine, owner="worker-a", delivery_ids=[first.id, second.id, third.id], until=until
+    )
+    assert held == {first.id, third.id}
+    with engine.connect() as connection:
+        leases = dict(connection.execute(select(deliveries.c.id, deliveries.c.lease_until)).all())
+    assert leases[first.id] == until
+    assert leases[second.id] != until
+    assert delivery_store.extend_leases(engine, owner="worker-a", delivery_ids=[], until=0) == set()

@@ -44,15 +44,41 @@ def test_queue_take_from_empty_webhook_returns_none() -> None:
     assert queue.webhooks() == []
 
 
-def test_queue_hands_back_deliveries_older_than_cutoff() -> None:
+def test_queue_hands_back_deliveries_queued_before_cutoff() -> None:
     queue = ClaimedQueue()
     queue.put(delivery("d1", "wh_a"), now=1.0)
     queue.put(delivery("d2", "wh_a"), now=5.0)
     queue.put(delivery("d3", "wh_b"), now=2.0)
-    expired = queue.remove_older_than(3.0)
+    expired = queue.remove_stale(queued_before=3.0, leased_before=0.0)
     assert sorted(item.id for item in expired) == ["d1", "d3"]
     assert queue.counts() == {"wh_a": 1}
     assert len(queue) == 1
+
+
+def test_queue_hands_back_deliveries_whose_lease_is_unconfirmed() -> None:
+    queue = ClaimedQueue()
+    # Queued at 5.0 by a claim that started at 1.0: the lease runs from 1.0.
+    queue.put(delivery("d1", "wh_a"), now=5.0, leased_at=1.0)
+    queue.put(delivery("d2", "wh_a"), now=5.0, leased_at=4.0)
+    expired = queue.remove_stale(queued_before=0.0, leased_before=3.0)
+    assert [item.id for item in expired] == ["d1"]
+    assert [item.id for item in queue] == ["d2"]
+
+
+def test_renewal_confirms_held_leases_and_drops_lost_ones() -> None:
+    queue = ClaimedQueue()
+    queue.put(delivery("d1", "wh_a"), now=1.0)
+    queue.put(delivery("d2", "wh_a"), now=1.0)
+    queue.put(delivery("d3", "wh_b"), now=1.0)
+    # Claimed after the renewal listed the queue: the renewal says nothing about it.
+    queue.put(delivery("d4", "wh_b"), now=7.0)
+    lost = queue.renewed(listed_at=6.0, held={"d1", "d3"})
+    assert [item.id for item in lost] == ["d2"]
+    assert len(queue) == 3
+    # d1 and d3 now count as leased from 6.0; d4 keeps its own claim time.
+    expired = queue.remove_stale(queued_before=0.0, leased_before=6.5)
+    assert sorted(item.id for item in expired) == ["d1", "d3"]
+    assert [item.id for item in queue] == ["d4"]
 
 
 def test_queue_removes_one_webhook() -> None:

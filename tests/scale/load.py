@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from wp_llm import catalog
 from wp_llm.server.db.engine import create_db_engine
-from wp_llm.server.db.schema import deliveries
+from wp_llm.server.db.schema import attempts, deliveries
 
 EVENT_TYPE = "system.maintenance"
 PUBLISH_THREADS = 4
@@ -95,6 +95,22 @@ def leased_by(database_url: str, pid: int) -> set[str]:
         with engine.connect() as connection:
             query = select(deliveries.c.id).where(deliveries.c.lease_owner.like(f"%:{pid}:%"))
             return set(connection.execute(query).scalars())
+    finally:
+        engine.dispose()
+
+
+def failed_attempts(database_url: str, delivery_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Map each of the given deliveries that has a failed attempt to those attempts' errors."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = select(attempts.c.delivery_id, attempts.c.error).where(
+                attempts.c.delivery_id.in_(list(delivery_ids)), attempts.c.outcome == "failed"
+            )
+            failed: dict[str, list[str]] = {}
+            for delivery_id, error in connection.execute(query).all():
+                failed.setdefault(delivery_id, []).append(error or "")
+            return failed
     finally:
         engine.dispose()
 

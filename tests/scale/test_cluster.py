@@ -18,7 +18,13 @@ from tests.scale.cluster import (
     scale_environment,
     wait_until,
 )
-from tests.scale.load import create_webhooks, leased_by, publish_events, stored_deliveries
+from tests.scale.load import (
+    create_webhooks,
+    failed_attempts,
+    leased_by,
+    publish_events,
+    stored_deliveries,
+)
 from tests.support.service import ServiceProcess
 
 WEBHOOKS = 100
@@ -129,9 +135,12 @@ def test_cluster_survives_a_killed_worker(postgres_url: str, tmp_path: Path) -> 
         receiver.stop()
 
     duplicates = {delivery for delivery, count in received.items() if count > 1}
+    unexplained = duplicates - held_by_victim
+    retried = failed_attempts(postgres_url, sorted(unexplained))
     print(
         f"killed worker held {len(held_by_victim)} leases; "
-        f"{len(duplicates)} deliveries arrived twice"
+        f"{len(duplicates)} deliveries arrived twice, {len(unexplained)} of them not leased "
+        f"to it; failed attempts of those: {retried}"
     )
     assert len(expected) == WEBHOOKS * EVENTS
     assert held_by_victim != set()

@@ -6,14 +6,29 @@ a slot of that endpoint frees up. Every waiting row stays leased to this worker.
 A row that waits longer than the queue's age limit goes back to the database, so the
 next claim reads its webhook again and a changed URL, a disabled webhook or an opened
 circuit takes effect within that limit.
+
+Each waiting row also remembers when its lease was last known to be held: when it was
+claimed, then at each renewal that found the row still leased to this worker. A row
+whose lease was not confirmed recently goes back too, and a row that a renewal found
+leased to another worker is dropped. A worker starved of CPU or cut off from the
+database may miss renewals; it must not then send rows another worker has claimed.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from wp_llm.server.store.deliveries import ClaimedDelivery
+
+
+class _Waiting:
+    __slots__ = ("delivery", "leased_at", "queued_at")
+
+    def __init__(self, delivery: ClaimedDelivery, queued_at: float, leased_at: float) -> None:
+        self.delivery = delivery
+        self.queued_at = queued_at
+        self.leased_at = leased_at
 
 
 class ClaimedQueue:
@@ -23,7 +38,7 @@ class ClaimedQueue:
     """
 
     def __init__(self) -> None:
-        self._waiting: dict[str, deque[tuple[float, ClaimedDelivery]]] = {}
+        self._waiting: dict[str, deque[_Waiting]] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -31,8 +46,8 @@ class ClaimedQueue:
 
     def __iter__(self) -> Iterator[ClaimedDelivery]:
         for queue in self._waiting.values():
-            for _, delivery in queue:
-                yield delivery
+            for entry in queue:
+                yield entry.delivery
 
     def webhooks(self) -> list[str]:
         """Webhooks with deliveries waiting, in the order they first got one."""
@@ -46,8 +61,10 @@ class ClaimedQueue:
         queue = self._waiting.get(webhook_id)
         return len(queue) if queue else 0
 
-    def put(self, delivery: ClaimedDelivery, now: float) -> None:
-        self._waiting.setdefault(delivery.webhook_id, deque()).append((now, delivery))
+    def put(self, delivery: ClaimedDelivery, now: float, leased_at: float | None = None) -> None:
+        """Queue a delivery claimed by a query that started at `leased_at` (default `now`)."""
+        entry = _Waiting(delivery, now, now if leased_at is None else leased_at)
+        self._waiting.setdefault(delivery.webhook_id, deque()).append(entry)
         self._count += 1
 
     def take(self, webhook_id: str) -> ClaimedDelivery | None:
@@ -55,11 +72,11 @@ class ClaimedQueue:
         queue = self._waiting.get(webhook_id)
         if not queue:
             return None
-        _, delivery = queue.popleft()
+        entry = queue.popleft()
         self._count -= 1
         if not queue:
             del self._waiting[webhook_id]
-        return delivery
+        return entry.delivery
 
     def remove_webhook(self, webhook_id: str) -> list[ClaimedDelivery]:
         """Remove and return every delivery waiting for one webhook."""
@@ -67,22 +84,48 @@ class ClaimedQueue:
         if not queue:
             return []
         self._count -= len(queue)
-        return [delivery for _, delivery in queue]
+        return [entry.delivery for entry in queue]
 
-    def remove_older_than(self, cutoff: float) -> list[ClaimedDelivery]:
-        """Remove and return every delivery claimed before `cutoff`."""
-        expired: list[ClaimedDelivery] = []
-        for webhook_id in list(self._waiting):
-            queue = self._waiting[webhook_id]
-            while queue and queue[0][0] < cutoff:
-                expired.append(queue.popleft()[1])
-            if not queue:
-                del self._waiting[webhook_id]
-        self._count -= len(expired)
-        return expired
+    def remove_stale(self, queued_before: float, leased_before: float) -> list[ClaimedDelivery]:
+        """Remove and return every delivery queued before `queued_before` or whose lease
+        was last confirmed before `leased_before`."""
+        return self._remove(
+            lambda entry: entry.queued_at < queued_before or entry.leased_at < leased_before
+        )
+
+    def renewed(self, listed_at: float, held: Collection[str]) -> list[ClaimedDelivery]:
+        """Note a lease renewal that listed every delivery queued by `listed_at`.
+
+        Those still leased to this worker (`held`) count as leased from `listed_at`.
+        The others belong to another worker now: they are removed and returned.
+        """
+        for queue in self._waiting.values():
+            for entry in queue:
+                if entry.queued_at <= listed_at and entry.delivery.id in held:
+                    entry.leased_at = max(entry.leased_at, listed_at)
+        return self._remove(
+            lambda entry: entry.queued_at <= listed_at and entry.delivery.id not in held
+        )
 
     def remove_all(self) -> list[ClaimedDelivery]:
         everything = list(self)
         self._waiting.clear()
         self._count = 0
         return everything
+
+    def _remove(self, doomed: Callable[[_Waiting], bool]) -> list[ClaimedDelivery]:
+        removed: list[ClaimedDelivery] = []
+        for webhook_id in list(self._waiting):
+            queue = self._waiting[webhook_id]
+            kept: deque[_Waiting] = deque()
+            for entry in queue:
+                if doomed(entry):
+                    removed.append(entry.delivery)
+                else:
+                    kept.append(entry)
+            if not kept:
+                del self._waiting[webhook_id]
+            elif len(kept) != len(queue):
+                self._waiting[webhook_id] = kept
+        self._count -= len(removed)
+        return removed

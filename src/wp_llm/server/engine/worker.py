@@ -63,6 +63,10 @@ CLAIM_BATCH_SIZE = 256
 QUEUE_LIMIT_FACTOR = 2
 # A claimed delivery that has not started after this long goes back to the database.
 MAX_QUEUED_SECONDS = 2.0
+# A claimed delivery goes back unsent once its lease was last confirmed longer ago than
+# this fraction of the lease. Renewals run every third of a lease, so only a worker
+# that missed a renewal reaches it.
+LEASE_CONFIRMED_FRACTION = 0.5
 # Shortest interval between claims that skip full webhooks to reach rows behind them.
 BEHIND_BACKLOG_SECONDS = 0.05
 DB_THREADS = 2
@@ -222,6 +226,9 @@ class DeliveryWorker:
         now = time.monotonic()
         quotas = self._throttles.claim_quotas(now, self._queue.counts())
         limit = min(room, CLAIM_BATCH_SIZE)
+        # The leases run from this moment at the latest: the database sets them from the
+        # wall clock read below.
+        leased_at = time.monotonic()
         try:
             batch = await self._db(
                 delivery_store.claim_due,
@@ -250,7 +257,7 @@ class DeliveryWorker:
             await self._pause(delay)
             return False
         self._claim_failures = 0
-        self._enqueue(batch)
+        self._enqueue(batch, leased_at)
         return self._claim_again(batch, limit, quotas)
 
     def _claim_again(
@@ -276,14 +283,14 @@ class DeliveryWorker:
             return True
         return False
 
-    def _enqueue(self, batch: list[delivery_store.ClaimedDelivery]) -> None:
+    def _enqueue(self, batch: list[delivery_store.ClaimedDelivery], leased_at: float) -> None:
         now = time.monotonic()
         for delivery in batch:
             endpoint = delivery.endpoint
             self._throttles.configure(
                 delivery.webhook_id, endpoint.max_concurrency, endpoint.rate_limit, now
             )
-            self._queue.put(delivery, now)
+            self._queue.put(delivery, now, leased_at)
         for webhook_id in {delivery.webhook_id for delivery in batch}:
             self._dispatch(webhook_id)
 
@@ -322,8 +329,13 @@ class DeliveryWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def _return_stale(self) -> None:
-        """Hand back deliveries that waited too long, so their webhook is read again."""
-        stale = self._queue.remove_older_than(time.monotonic() - MAX_QUEUED_SECONDS)
+        """Hand back deliveries that waited too long, so their webhook is read again, and
+        those whose lease was not confirmed recently, so they are never sent after it lapses."""
+        now = time.monotonic()
+        stale = self._queue.remove_stale(
+            queued_before=now - MAX_QUEUED_SECONDS,
+            leased_before=now - self.settings.lease_seconds * LEASE_CONFIRMED_FRACTION,
+        )
         if stale:
             await self._release([delivery.id for delivery in stale])
 
@@ -550,9 +562,10 @@ class DeliveryWorker:
                 *(delivery.id for delivery in self._queue),
                 *(record.delivery_id for record in self._records),
             ]
+            listed_at = time.monotonic()
             until = ids.now_ms() + int(self.settings.lease_seconds * 1000)
             try:
-                await self._db(
+                held = await self._db(
                     delivery_store.extend_leases,
                     self.engine,
                     owner=self.owner,
@@ -563,6 +576,15 @@ class DeliveryWorker:
                 logger.warning(
                     "lease renewal failed; will retry",
                     extra={"worker": self.owner, "count": len(leased), "error": str(error)[:200]},
+                )
+                continue
+            lost = self._queue.renewed(listed_at, held)
+            if lost:
+                # Cancelled with their webhook, or claimed by another worker after this
+                # one missed renewals: either way they are no longer this worker's to send.
+                logger.warning(
+                    "claimed deliveries no longer leased; dropped unsent",
+                    extra={"worker": self.owner, "count": len(lost)},
                 )
 
     async def _drain(self) -> None:

@@ -262,16 +262,24 @@ def _load_claimed(
     ]
 
 
-def extend_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str], until: int) -> None:
-    """Keep in-flight deliveries leased while slow endpoints respond."""
+def extend_leases(
+    engine: Engine, *, owner: str, delivery_ids: Sequence[str], until: int
+) -> set[str]:
+    """Keep a worker's deliveries leased while slow endpoints respond.
+
+    Returns the ids still leased to `owner`. A missing id's lease ran out and was
+    claimed by another worker, or its delivery was recorded or cancelled.
+    """
     if not delivery_ids:
-        return
+        return set()
     with engine.begin() as connection:
-        connection.execute(
+        extended = connection.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.lease_owner == owner)
             .values(lease_until=until)
+            .returning(deliveries.c.id)
         )
+        return set(extended.scalars())
 
 
 def release_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str]) -> None:
