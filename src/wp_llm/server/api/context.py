@@ -9,6 +9,7 @@ import anyio
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 
+from wp_llm.server.api.group_commit import GroupCommit
 from wp_llm.server.config import Settings
 from wp_llm.server.crypto import SecretBox
 from wp_llm.server.engine.netguard import AddressPolicy
@@ -18,6 +19,10 @@ from wp_llm.server.store.accounts import Principal
 from wp_llm.server.usage.clock import Clock, SystemClock
 from wp_llm.server.usage.guard import RateLimitGuard
 from wp_llm.server.usage.ratelimit import RateDecision
+
+# Grouped publish transactions one API process runs at once on PostgreSQL; SQLite
+# writes one transaction at a time.
+POSTGRESQL_GROUPS = 4
 
 
 @dataclass
@@ -34,9 +39,16 @@ class ServiceContext:
     clock: Clock = field(default_factory=SystemClock)
     rate_guard: RateLimitGuard | None = None
     principals: accounts.PrincipalCache = field(init=False)
+    publishes: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         self.principals = accounts.PrincipalCache(self.settings.auth_cache_seconds)
+        self.publishes = GroupCommit(
+            self.engine,
+            lambda: self.clock.now(),
+            default_quota=self.settings.event_quota,
+            thresholds=self.settings.quota_warning_thresholds,
+        )
 
     def notify_workers(self) -> None:
         """Wake an in-process worker right after new deliveries were stored."""

@@ -89,33 +89,11 @@ async def create_event(
     principal: Principal = Depends(get_principal),
     context: ServiceContext = Depends(get_context),
 ) -> Response:
-    # All the blocking work runs in one call to the thread pool, because the checks may
-    # look up an account and publishing writes to the database.
-    published = await anyio.to_thread.run_sync(publish_checked, body, principal, context)
-    if published.delivery_count:
-        context.notify_workers()
-    # The stored envelope is the response: the same bytes every delivery sends.
-    return Response(published.event.body, status_code=201, media_type="application/json")
-
-
-def publish_checked(
-    body: EventCreate, principal: Principal, context: ServiceContext
-) -> usage_store.MeteredPublish:
-    """Check the event and its target account, then count and store it."""
-    account_id = target_account(principal, body.account, context)
+    account_id = await resolved_account(principal, body.account, context)
     checked_event(body.type, body.data)
-    try:
-        return usage_store.publish_metered(
-            context.engine,
-            account_id,
-            body.type,
-            body.data,
-            default_quota=context.settings.event_quota,
-            thresholds=context.settings.quota_warning_thresholds,
-            now=context.clock.now(),
-        )
-    except ValueError as error:
-        raise UnprocessableData(f"Invalid data: {error}", details={"field": "data"}) from None
+    published = await publish_grouped(context, account_id, [(body.type, body.data)], "data")
+    # The stored envelope is the response: the same bytes every delivery sends.
+    return Response(published.events[0].body, status_code=201, media_type="application/json")
 
 
 @router.post(
@@ -128,33 +106,37 @@ async def create_event_batch(
     principal: Principal = Depends(get_principal),
     context: ServiceContext = Depends(get_context),
 ) -> Response:
-    published = await anyio.to_thread.run_sync(publish_batch_checked, body, principal, context)
-    if published.delivery_count:
-        context.notify_workers()
+    account_id = await resolved_account(principal, body.account, context)
+    for index, item in enumerate(body.events):
+        checked_event(item.type, item.data, prefix=f"events[{index}].")
+    items = [(item.type, item.data) for item in body.events]
+    published = await publish_grouped(context, account_id, items, "events")
     # The stored envelopes, in the order of the request, as a list object.
     envelopes = b",".join(event.body for event in published.events)
     content = b'{"object":"list","data":[' + envelopes + b'],"has_more":false}'
     return Response(content, status_code=201, media_type="application/json")
 
 
-def publish_batch_checked(
-    body: EventBatchCreate, principal: Principal, context: ServiceContext
+async def resolved_account(
+    principal: Principal, requested: str | None, context: ServiceContext
+) -> str:
+    """Return the account to publish to, looking it up in the thread pool only if needed."""
+    if principal.kind != "service" and requested is None:
+        return principal.account_id or ""
+    return await anyio.to_thread.run_sync(target_account, principal, requested, context)
+
+
+async def publish_grouped(
+    context: ServiceContext, account_id: str, items: list[tuple[str, Any]], field: str
 ) -> usage_store.MeteredBatch:
-    """Check every event and the target account, then count and store them together."""
-    account_id = target_account(principal, body.account, context)
-    for index, item in enumerate(body.events):
-        checked_event(item.type, item.data, prefix=f"events[{index}].")
+    """Count and store one request's events in the process's next grouped transaction."""
     try:
-        return usage_store.publish_metered_batch(
-            context.engine,
-            account_id,
-            [(item.type, item.data) for item in body.events],
-            default_quota=context.settings.event_quota,
-            thresholds=context.settings.quota_warning_thresholds,
-            now=context.clock.now(),
-        )
+        published = await context.publishes.publish(account_id, items)
     except ValueError as error:
-        raise UnprocessableData(f"Invalid data: {error}", details={"field": "events"}) from None
+        raise UnprocessableData(f"Invalid data: {error}", details={"field": field}) from None
+    if published.delivery_count:
+        context.notify_workers()
+    return published
 
 
 @router.get("", summary="List events")
