@@ -290,7 +290,7 @@ def test_claim_multiplies_webhook_max_concurrency(engine: Engine, account_id: st
     assert per_webhook(claim(engine, default_quota=8, concurrency_factor=3))[limited] == 6
 
 
-def test_lease_renewal_returns_only_leases_still_held(engine: Engine, account_id: str) -> None:
+def test_lease_renewal_returns_leases_still_owned(engine: Engine, account_id: str) -> None:
     add_webhook(engine, account_id, ["*"], max_concurrency=10)
     publish(engine, account_id, "system.maintenance", 3)
     first, second, third = claim(engine)
@@ -302,10 +302,10 @@ def test_lease_renewal_returns_only_leases_still_held(engine: Engine, account_id
             .values(lease_owner="worker-b", lease_until=ids.now_ms() + LEASE_MS)
         )
     until = ids.now_ms() + 2 * LEASE_MS
-    held = delivery_store.extend_leases(
+    still_leased = delivery_store.extend_leases(
         engine, owner="worker-a", delivery_ids=[first.id, second.id, third.id], until=until
     )
-    assert held == {first.id, third.id}
+    assert still_leased == {first.id, third.id}
     with engine.connect() as connection:
         leases = dict(connection.execute(select(deliveries.c.id, deliveries.c.lease_until)).all())
     assert leases[first.id] == until

@@ -70,9 +70,9 @@ def test_renewal_confirms_held_leases_and_drops_lost_ones() -> None:
     queue.put(delivery("d1", "wh_a"), now=1.0)
     queue.put(delivery("d2", "wh_a"), now=1.0)
     queue.put(delivery("d3", "wh_b"), now=1.0)
-    # Claimed after the renewal listed the queue: the renewal says nothing about it.
+    # Claimed after the renewal listed the queue: the renewal did not cover it.
     queue.put(delivery("d4", "wh_b"), now=7.0)
-    lost = queue.renewed(listed_at=6.0, held={"d1", "d3"})
+    lost = queue.renewed(listed_at=6.0, still_leased={"d1", "d3"})
     assert [item.id for item in lost] == ["d2"]
     assert len(queue) == 3
     # d1 and d3 now count as leased from 6.0; d4 keeps its own claim time.

@@ -93,18 +93,18 @@ class ClaimedQueue:
             lambda entry: entry.queued_at < queued_before or entry.leased_at < leased_before
         )
 
-    def renewed(self, listed_at: float, held: Collection[str]) -> list[ClaimedDelivery]:
+    def renewed(self, listed_at: float, still_leased: Collection[str]) -> list[ClaimedDelivery]:
         """Note a lease renewal that listed every delivery queued by `listed_at`.
 
-        Those still leased to this worker (`held`) count as leased from `listed_at`.
+        Those still leased to this worker (`still_leased`) count as leased from `listed_at`.
         The others belong to another worker now: they are removed and returned.
         """
         for queue in self._waiting.values():
             for entry in queue:
-                if entry.queued_at <= listed_at and entry.delivery.id in held:
+                if entry.queued_at <= listed_at and entry.delivery.id in still_leased:
                     entry.leased_at = max(entry.leased_at, listed_at)
         return self._remove(
-            lambda entry: entry.queued_at <= listed_at and entry.delivery.id not in held
+            lambda entry: entry.queued_at <= listed_at and entry.delivery.id not in still_leased
         )
 
     def remove_all(self) -> list[ClaimedDelivery]:
@@ -117,15 +117,15 @@ class ClaimedQueue:
         removed: list[ClaimedDelivery] = []
         for webhook_id in list(self._waiting):
             queue = self._waiting[webhook_id]
-            kept: deque[_Waiting] = deque()
+            remaining: deque[_Waiting] = deque()
             for entry in queue:
                 if doomed(entry):
                     removed.append(entry.delivery)
                 else:
-                    kept.append(entry)
-            if not kept:
+                    remaining.append(entry)
+            if not remaining:
                 del self._waiting[webhook_id]
-            elif len(kept) != len(queue):
-                self._waiting[webhook_id] = kept
+            elif len(remaining) != len(queue):
+                self._waiting[webhook_id] = remaining
         self._count -= len(removed)
         return removed

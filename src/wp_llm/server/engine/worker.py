@@ -565,7 +565,7 @@ class DeliveryWorker:
             listed_at = time.monotonic()
             until = ids.now_ms() + int(self.settings.lease_seconds * 1000)
             try:
-                held = await self._db(
+                still_leased = await self._db(
                     delivery_store.extend_leases,
                     self.engine,
                     owner=self.owner,
@@ -578,7 +578,7 @@ class DeliveryWorker:
                     extra={"worker": self.owner, "count": len(leased), "error": str(error)[:200]},
                 )
                 continue
-            lost = self._queue.renewed(listed_at, held)
+            lost = self._queue.renewed(listed_at, still_leased)
             if lost:
                 # Cancelled with their webhook, or claimed by another worker after this
                 # one missed renewals: either way they are no longer this worker's to send.
