@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from tests.support.receiver import Receiver
 from tests.support.service import ServiceProcess, create_postgres_database, drop_postgres_database
+from wp_llm.server.db.engine import create_db_engine, migrate
 
 BACKENDS = [
     b.strip()
@@ -81,6 +83,15 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     url = new_database_url(backend, tmp_path)
     yield url
     drop_database_url(url)
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on an empty, migrated database of the current backend."""
+    created = create_db_engine(database_url)
+    migrate(created)
+    yield created
+    created.dispose()
 
 
 @pytest.fixture

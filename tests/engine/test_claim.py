@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet
@@ -12,7 +11,6 @@ from sqlalchemy import Engine, select, update
 
 from wp_llm.server import ids
 from wp_llm.server.crypto import SecretBox
-from wp_llm.server.db.engine import create_db_engine, migrate
 from wp_llm.server.db.schema import attempts, deliveries, webhooks
 from wp_llm.server.store import accounts
 from wp_llm.server.store import deliveries as delivery_store
@@ -24,11 +22,8 @@ BOX = SecretBox(Fernet.generate_key())
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    created = create_db_engine(database_url)
-    migrate(created)
-    yield created
-    created.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def add_webhook(engine: Engine, account_id: str, events: list[str], **settings: object) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.conftest import Account
-from wp_llm.server.db.engine import create_db_engine, migrate
+from wp_llm.server.api.group_commit import GroupCommit
 from wp_llm.server.db.schema import events, usage_periods
 from wp_llm.server.errors import QuotaExceeded
 from wp_llm.server.store import accounts
@@ -24,11 +23,8 @@ NOW = time.time()
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    created = create_db_engine(database_url)
-    migrate(created)
-    yield created
-    created.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def request(account_id: str, count: int) -> GroupedPublish:
@@ -130,3 +126,27 @@ def test_concurrent_single_publishes_all_stored(account: Account) -> None:
     assert len(ids) == 60
     listed = account.client.get("/v1/events", params={"limit": 100}).json()["data"]
     assert {event["id"] for event in listed} == ids
+
+
+def test_cancelled_request_is_not_stored(engine: Engine) -> None:
+    """A request whose client went away before its group started stores nothing."""
+    account_id = accounts.ensure_account(engine, "cancel")
+    publishes = GroupCommit(engine, time.time, default_quota=0, thresholds=(80,))
+
+    async def publish_three() -> list[MeteredBatch | BaseException]:
+        first = asyncio.create_task(publishes.publish(account_id, [(NOTICE, {"message": "1"})]))
+        await asyncio.sleep(0)
+        # The first request's group is running, so these two wait for the next group.
+        second = asyncio.create_task(publishes.publish(account_id, [(NOTICE, {"message": "2"})]))
+        third = asyncio.create_task(publishes.publish(account_id, [(NOTICE, {"message": "3"})]))
+        await asyncio.sleep(0)
+        second.cancel()
+        return list(await asyncio.gather(first, second, third, return_exceptions=True))
+
+    first, second, third = asyncio.run(publish_three())
+
+    assert isinstance(first, MeteredBatch)
+    assert isinstance(second, asyncio.CancelledError)
+    assert isinstance(third, MeteredBatch)
+    assert stored_count(engine, account_id) == 2
+    assert counted(engine, account_id) == 2
