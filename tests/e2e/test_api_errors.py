@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -276,3 +278,28 @@ def test_loosely_typed_values_are_rejected(
 ) -> None:
     full = {"url": "https://example.com/hook", "events": ["*"], **body}
     assert_error(account.client.post("/v1/webhooks", json=full), 400, "validation_error", field)
+
+
+def test_cut_off_body_stores_nothing(account: Account) -> None:
+    """A client that disconnects mid-body gets nothing stored, so its retry succeeds."""
+    body = json.dumps({"type": "system.update", "data": {"message": "cut off"}}).encode()
+    url = httpx.URL(account.service.base_url)
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        f"Authorization: Bearer {account.key}\r\nContent-Type: application/json\r\n"
+        f"Idempotency-Key: cut-off-1\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection((url.host, url.port), timeout=5) as connection:
+        connection.sendall(head.encode() + body[:20])
+    # Let the server see the disconnect before the retry arrives.
+    time.sleep(0.5)
+
+    retry = account.client.post(
+        "/v1/events",
+        content=body,
+        headers={"Content-Type": "application/json", "Idempotency-Key": "cut-off-1"},
+    )
+
+    assert retry.status_code == 201, retry.text
+    listed = account.client.get("/v1/events").json()["data"]
+    assert [event["id"] for event in listed] == [retry.json()["id"]]

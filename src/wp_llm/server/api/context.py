@@ -20,10 +20,6 @@ from wp_llm.server.usage.clock import Clock, SystemClock
 from wp_llm.server.usage.guard import RateLimitGuard
 from wp_llm.server.usage.ratelimit import RateDecision
 
-# Grouped publish transactions one API process runs at once on PostgreSQL; SQLite
-# writes one transaction at a time.
-POSTGRESQL_GROUPS = 4
-
 
 @dataclass
 class ServiceContext:

@@ -7,13 +7,24 @@ for bodies, one buffering step bounded by the size limit.
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import parse_qsl, unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wp_llm.server.api.errors import error_document
 
+logger = logging.getLogger(__name__)
+
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class _BodyCutOff(Exception):
+    """The client disconnected before it sent the whole body."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
 
 
 def _is_json(content_type: str) -> bool:
@@ -46,7 +57,20 @@ class RequestGuardMiddleware:
         if declared.isdigit() and int(declared) > self.max_request_bytes:
             await self._too_large(scope, send)
             return
-        body = await self._read_body(receive)
+        try:
+            body = await self._read_body(receive)
+        except _BodyCutOff as cut_off:
+            # No client is left to respond to, and a partial body must not be handled as the
+            # request: it could be stored, or spoil the request's idempotency key.
+            logger.info(
+                "client disconnected before sending the whole body; request dropped",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "received_bytes": cut_off.received,
+                },
+            )
+            return
         if body is None:
             await self._too_large(scope, send)
             return
@@ -57,13 +81,16 @@ class RequestGuardMiddleware:
         await self.app(scope, _replay(body, receive), send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
-        """Read the whole body, or return None as soon as it passes the limit."""
+        """Read the whole body, or return None as soon as it passes the limit.
+
+        Raise _BodyCutOff if the client disconnects first.
+        """
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _BodyCutOff(size)
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_request_bytes:
