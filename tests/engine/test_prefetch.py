@@ -44,7 +44,7 @@ def test_queue_take_from_empty_webhook_returns_none() -> None:
     assert queue.webhooks() == []
 
 
-def test_queue_hands_back_deliveries_queued_before_cutoff() -> None:
+def test_queue_returns_old_deliveries() -> None:
     queue = ClaimedQueue()
     queue.put(delivery("d1", "wh_a"), now=1.0)
     queue.put(delivery("d2", "wh_a"), now=5.0)
@@ -55,7 +55,7 @@ def test_queue_hands_back_deliveries_queued_before_cutoff() -> None:
     assert len(queue) == 1
 
 
-def test_queue_hands_back_deliveries_whose_lease_is_unconfirmed() -> None:
+def test_queue_returns_unconfirmed_leases() -> None:
     queue = ClaimedQueue()
     # Queued at 5.0 by a claim that started at 1.0: the lease runs from 1.0.
     queue.put(delivery("d1", "wh_a"), now=5.0, leased_at=1.0)
@@ -65,7 +65,7 @@ def test_queue_hands_back_deliveries_whose_lease_is_unconfirmed() -> None:
     assert [item.id for item in queue] == ["d2"]
 
 
-def test_renewal_confirms_held_leases_and_drops_lost_ones() -> None:
+def test_renewal_drops_lost_leases() -> None:
     queue = ClaimedQueue()
     queue.put(delivery("d1", "wh_a"), now=1.0)
     queue.put(delivery("d2", "wh_a"), now=1.0)

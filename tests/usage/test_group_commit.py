@@ -74,7 +74,7 @@ def test_group_returns_results_in_order(engine: Engine) -> None:
     assert len(set(ids)) == 6
 
 
-def test_group_keeps_others_when_one_quota_is_full(engine: Engine) -> None:
+def test_group_survives_one_full_quota(engine: Engine) -> None:
     limited = accounts.ensure_account(engine, "limited")
     free = accounts.ensure_account(engine, "free")
     usage_store.set_account_limits(engine, limited, {"event_quota": 2})
@@ -103,7 +103,7 @@ def test_group_of_one_account_splits_its_batch(engine: Engine) -> None:
     assert counted(engine, account_id) == 9
 
 
-def test_concurrent_single_publishes_all_stored(account: Account) -> None:
+def test_concurrent_publishes_all_stored(account: Account) -> None:
     """Many requests in flight at once share transactions, and each gets its own event."""
     url = account.service.base_url + "/v1/events"
     headers = {"Authorization": f"Bearer {account.key}"}

@@ -318,18 +318,15 @@ def publish_metered_group(
     order. One commit for many requests is what lets a process store far more events
     per second than it can commit transactions. The grouped transaction fails when a
     request finds its quota used up, when its data cannot be stored or when the
-    database refuses. Then each request runs again in a transaction of its own, so one
-    request's failure never fails the others.
+    database refuses. Then each request runs again in a transaction of its own, so a
+    full quota or bad data fails only the request it belongs to.
     """
     period = month_period(now)
     if len(group) > 1:
         try:
             with engine.begin() as connection:
-                stored: list[MeteredBatch | Exception] = []
-                stored.extend(
-                    _publish_grouped(connection, group, default_quota, thresholds, period)
-                )
-                return stored
+                grouped = _publish_grouped(connection, group, default_quota, thresholds, period)
+            return list[MeteredBatch | Exception](grouped)
         except Exception as error:  # noqa: BLE001 - each request reports its own error below
             logger.debug(
                 "grouped publish rolled back; publishing its requests one by one",
@@ -360,10 +357,10 @@ def _publish_grouped(
     thresholds: tuple[int, ...],
     period: Period,
 ) -> list[MeteredBatch]:
-    """Store a group's events, each account's requests as one batch; raise when one fails.
+    """Store a group's events, each account's requests as one batch. Raise when one fails.
 
     Accounts are counted in sorted order, so the groups of two processes lock the same
-    accounts' counters in the same order and cannot deadlock.
+    accounts' counters in the same order and do not deadlock on them.
     """
     by_account: dict[str, list[int]] = {}
     for index, request in enumerate(group):
@@ -391,7 +388,7 @@ def _publish_counted(
     thresholds: tuple[int, ...],
     period: Period,
 ) -> MeteredBatch:
-    """Count the events against the quota and store them; raise _QuotaFull when no room."""
+    """Count the events against the quota and store them. Raise _QuotaFull if it has no room."""
     quota = get_account_limits(connection, account_id).event_quota
     policy = QuotaPolicy(default_quota if quota is None else quota, thresholds)
     counter = _count_events(connection, account_id, period, policy, len(items))
