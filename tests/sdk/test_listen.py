@@ -141,7 +141,12 @@ def test_listen_responds_with_app_status(
     listener.next_stdout()
 
     [delivery] = client.deliveries.list(event_id=event.id)
+    # The service records the attempt after the response arrives, so it can lag the listener.
+    deadline = time.monotonic() + 10
     detailed = client.deliveries.retrieve(delivery.id)
+    while not detailed.attempts and time.monotonic() < deadline:
+        time.sleep(0.05)
+        detailed = client.deliveries.retrieve(delivery.id)
     assert detailed.attempts is not None
     assert detailed.attempts[0].status_code == 202
     assert detailed.attempts[0].response_body == "accepted by the app"
