@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, insert, select
 
@@ -19,7 +18,7 @@ import wp_llm
 from tests.conftest import Account
 from tests.sdk.conftest import EXAMPLE_URL
 from tests.support.receiver import Receiver, Reply
-from tests.support.service import ServiceProcess, free_port
+from tests.support.service import ServiceProcess, serve_in_thread
 from wp_llm.server.api.app import create_app
 from wp_llm.server.api.idempotency import KEY_TTL_SECONDS, MAX_KEY_LENGTH, hash_request
 from wp_llm.server.config import Settings
@@ -408,22 +407,14 @@ def flaky_app(
             raise RuntimeError("the route crashed")
         return JSONResponse({"status": status}, status_code=status)
 
-    server = uvicorn.Server(uvicorn.Config(app, port=free_port(), log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.config.port}/v1/flaky"
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "retry-me"}
+    with serve_in_thread(app) as base_url:
 
-    def post() -> httpx.Response:
-        # A new connection each time: uvicorn closes the connection after a route raised.
-        return httpx.post(url, json={}, headers=headers)
+        def post() -> httpx.Response:
+            # A new connection each time: uvicorn closes the connection after a route raised.
+            return httpx.post(base_url + "/v1/flaky", json={}, headers=headers)
 
-    yield post, plan
-    server.should_exit = True
-    thread.join(timeout=30)
+        yield post, plan
 
 
 @pytest.mark.parametrize(

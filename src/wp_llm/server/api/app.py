@@ -17,6 +17,7 @@ from wp_llm.server.api import deliveries, event_types, events, stats, webhooks
 from wp_llm.server.api.context import ServiceContext
 from wp_llm.server.api.errors import install_error_handlers
 from wp_llm.server.api.idempotency import IdempotencyMiddleware
+from wp_llm.server.api.publish_path import PublishPathMiddleware
 from wp_llm.server.api.request_guard import RequestGuardMiddleware
 from wp_llm.server.api.request_id import RequestIdMiddleware
 from wp_llm.server.config import Settings
@@ -88,7 +89,9 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Added before the request-id middleware, so it runs inside it and its responses carry the id.
+    # Each middleware added runs inside the ones added after it. The publish path comes
+    # first, so idempotency keys, the request guard and request ids apply to it too.
+    app.add_middleware(PublishPathMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestGuardMiddleware, max_request_bytes=settings.max_request_bytes)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from fastapi import Depends, Header, Request
@@ -81,7 +82,14 @@ async def get_principal(
     authorization: str | None = Header(default=None, include_in_schema=False),
     context: ServiceContext = Depends(get_context),
 ) -> Principal:
-    """Authenticate the `Authorization: Bearer <key>` header and take a rate-limit token.
+    """Authenticate the `Authorization: Bearer <key>` header and take a rate-limit token."""
+    return await authenticate(context, authorization, request.scope.setdefault("state", {}))
+
+
+async def authenticate(
+    context: ServiceContext, authorization: str | None, state: dict[str, Any]
+) -> Principal:
+    """Return the caller of a request, after it took a rate-limit token; `state` keeps both.
 
     A key in the cache and an in-memory rate limiter need no I/O, so the common request
     stays on the event loop. A key lookup or a shared bucket runs in the thread pool.
@@ -92,10 +100,10 @@ async def get_principal(
         principal = await anyio.to_thread.run_sync(
             context.principals.authenticate, context.engine, token
         )
-    request.state.principal = principal
+    state["principal"] = principal
     if context.rate_guard is not None:
         # The middleware copies the decision into the X-RateLimit-* headers of the response.
-        request.state.rate_limit = await _take_rate_limit_token(context.rate_guard, principal)
+        state["rate_limit"] = await _take_rate_limit_token(context.rate_guard, principal)
     return principal
 
 

@@ -48,6 +48,31 @@ def envelope(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+def service_error_response(request_id: str, error: ServiceError) -> JSONResponse:
+    """Return the envelope response for one of the service's own errors."""
+    body = error_document(
+        request_id,
+        error_type=error.error_type,
+        code=error.code,
+        message=error.message,
+        details=error.details,
+    )
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers or None)
+
+
+def database_unavailable_response(request_id: str, error: Exception) -> JSONResponse:
+    """Log a database failure and return 503 with `Retry-After`, so the client tries again."""
+    logger.warning(
+        "database unavailable", extra={"request_id": request_id, "error": str(error)[:200]}
+    )
+    return service_error_response(
+        request_id,
+        ServiceUnavailable(
+            "The database is unavailable; retry the request shortly.", headers={"Retry-After": "1"}
+        ),
+    )
+
+
 def error_document(
     request_id: str,
     *,
@@ -104,15 +129,7 @@ def _validation_details(error: RequestValidationError) -> tuple[str, dict[str, A
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
-        return envelope(
-            request,
-            error.status_code,
-            error_type=error.error_type,
-            code=error.code,
-            message=error.message,
-            details=error.details,
-            headers=error.headers or None,
-        )
+        return service_error_response(request_id_of(request), error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -146,19 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
     async def _database_down(request: Request, error: Exception) -> JSONResponse:
-        logger.warning(
-            "database unavailable",
-            extra={"request_id": request_id_of(request), "error": str(error)[:200]},
-        )
-        unavailable = ServiceUnavailable("The database is unavailable; retry the request shortly.")
-        return envelope(
-            request,
-            503,
-            error_type=unavailable.error_type,
-            code=unavailable.code,
-            message=unavailable.message,
-            headers={"Retry-After": "1"},
-        )
+        return database_unavailable_response(request_id_of(request), error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
