@@ -96,16 +96,54 @@ def test_event_of_unknown_type_is_400(account: Account) -> None:
     assert len(error["details"]["valid"]) >= 13
 
 
-def test_event_data_with_nan_is_rejected(account: Account) -> None:
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_event_data_with_nan_is_rejected(account: Account, number: bytes) -> None:
     content = (
         b'{"type": "usage.limit_exceeded", "data": '
-        b'{"limit": NaN, "current_usage": 1, "reset_time": 1, "retry_after": 1}}'
+        b'{"limit": ' + number + b', "current_usage": 1, "reset_time": 1, "retry_after": 1}}'
     )
     response = account.client.post(
         "/v1/events", content=content, headers={"content-type": "application/json"}
     )
-    assert response.status_code in {400, 422}
-    assert response.json()["error"]["type"] == "validation_error"
+    error = assert_error(response, 400, "validation_error", "data.limit")
+    assert "NaN or infinite" in error["message"]
+    assert account.client.get("/v1/events").json()["data"] == []
+
+
+def nested(levels: int) -> bytes:
+    """Return a publish body whose data nests `levels` objects, `data` itself included."""
+    return (
+        b'{"type": "system.update", "data": '
+        + b'{"a": ' * (levels - 1)
+        + b"{}"
+        + b"}" * (levels - 1)
+        + b"}"
+    )
+
+
+def test_data_at_depth_limit_reaches_schema(account: Account) -> None:
+    response = account.client.post(
+        "/v1/events", content=nested(199), headers={"content-type": "application/json"}
+    )
+    # The schema of system.update requires fields, so the data reaches the schema check.
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_event_data"
+
+
+def test_too_deep_data_names_field(account: Account) -> None:
+    response = account.client.post(
+        "/v1/events", content=nested(200), headers={"content-type": "application/json"}
+    )
+    error = assert_error(response, 400, "validation_error", "data" + ".a" * 199)
+    assert "199 levels" in error["message"]
+
+
+def test_body_nested_past_the_parser_is_400(account: Account) -> None:
+    content = b'{"type": "system.update", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = account.client.post(
+        "/v1/events", content=content, headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400, "validation_error")
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,15 @@ def test_batch_unstorable_value_names_its_position(account: Account) -> None:
     assert response.json()["error"]["details"]["field"] == "events[0].data.model"
 
 
+def test_batch_nan_names_its_position(account: Account) -> None:
+    content = b'{"events": [{"type": "system.update", "data": {"version": NaN}}]}'
+    response = account.client.post(
+        "/v1/events/batch", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"]["field"] == "events[0].data.version"
+
+
 def test_batch_size_is_bounded(account: Account) -> None:
     too_many = [event("generation.completed")] * 101
     for events in ([], too_many):

@@ -147,6 +147,8 @@ def requests(keys: Keys) -> list[tuple[str, str | None, bytes]]:
         ("a broken body", keys.account, b'{"type": '),
         ("an empty body", keys.account, b""),
         ("bytes that are not UTF-8", keys.account, b"\xff\xfe"),
+        ("NaN in the data", keys.account, b'{"type": "system.update", "data": {"v": NaN}}'),
+        ("nesting past the parser", keys.account, b'{"type": "x", "data": ' + b"[" * 5000),
     ]
 
 
@@ -200,5 +202,7 @@ def test_direct_path_accepted_bodies() -> None:
         body(type=EVENT_TYPE, data={}, extra=1),
         body(type=EVENT_TYPE, data={"s": "\ud83d"}),
         body(type=EVENT_TYPE, data={"k\u0000": 1}),
+        b'{"type": "system.update", "data": {"v": Infinity}}',
+        b'{"type": "system.update", "data": ' + b'{"a": ' * 200 + b"1" + b"}" * 201,
     ):
         assert simple_event(rejected) is None, rejected

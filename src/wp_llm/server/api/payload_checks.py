@@ -5,13 +5,21 @@
   encoded as UTF-8 for storage, responses or receivers.
 - Integers beyond ±(2**53 - 1): JavaScript's JSON.parse rounds them, so the body bytes
   (what JSON.stringify prints) would carry a different number than was published.
+- NaN and infinities, which Python's parser takes: JSON has no token for them.
+- Nesting deeper than the envelope's serializer allows, once the envelope wraps the value.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from wp_llm import _jsjson
+
 MAX_SAFE_INTEGER = 2**53 - 1
+# Arrays and objects inside one another, counting the value itself. The event envelope
+# adds one level around event data, and the serializer allows MAX_NESTING_DEPTH in all.
+MAX_DEPTH = _jsjson.MAX_NESTING_DEPTH - 1
 _SURROGATES = range(0xD800, 0xE000)
 
 
@@ -45,12 +53,20 @@ def _check_string(text: str, field: str) -> None:
         raise UnstorableValueError(field, problem)
 
 
-def check_value(value: Any, field: str) -> None:
-    """Raise UnstorableValueError for the first value under `field` that cannot be kept as sent."""
+def check_value(value: Any, field: str, depth: int = 0) -> None:
+    """Raise UnstorableValueError for the first value under `field` that cannot be kept as sent.
+
+    `depth` counts the arrays and objects that contain `value`.
+    """
     if isinstance(value, str):
         _check_string(value, field)
-    elif isinstance(value, bool) or value is None or isinstance(value, float):
+    elif isinstance(value, bool) or value is None:
         return
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnstorableValueError(
+                field, "is NaN or infinite, which JSON cannot represent; send a finite number"
+            )
     elif isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
             raise UnstorableValueError(
@@ -58,10 +74,21 @@ def check_value(value: Any, field: str) -> None:
                 f"is an integer beyond ±{MAX_SAFE_INTEGER}, which JavaScript receivers would "
                 "read as a different number; send it as a string",
             )
-    elif isinstance(value, dict):
+    elif isinstance(value, dict | list | tuple):
+        _check_container(value, field, depth + 1)
+
+
+def _check_container(
+    value: dict[Any, Any] | list[Any] | tuple[Any, ...], field: str, depth: int
+) -> None:
+    if depth > MAX_DEPTH:
+        raise UnstorableValueError(
+            field, f"nests arrays and objects more than {MAX_DEPTH} levels deep; flatten it"
+        )
+    if isinstance(value, dict):
         for key, item in value.items():
             _check_string(str(key), field)
-            check_value(item, f"{field}.{key}")
-    elif isinstance(value, list | tuple):
+            check_value(item, f"{field}.{key}", depth)
+    else:
         for index, item in enumerate(value):
-            check_value(item, f"{field}[{index}]")
+            check_value(item, f"{field}[{index}]", depth)

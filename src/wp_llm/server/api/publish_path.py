@@ -41,7 +41,8 @@ def simple_event(body: bytes) -> tuple[str, dict[str, Any], str | None] | None:
     """
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # The route reports the same failure as invalid JSON or an unreadable body.
         return None
     if type(document) is not dict or not document.keys() <= _FIELDS:
         return None
