@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 
@@ -296,3 +297,23 @@ def test_webhooks_replay_counts_and_queues(
 )
 def test_webhooks_replay_bad_input(invoke: Invoke, args: list[str], phrases: list[str]) -> None:
     assert_clean_failure(invoke("webhooks", "replay", "webhook_x", *args), 2, *phrases)
+
+
+@pytest.mark.parametrize(
+    ("command", "default"),
+    [
+        (["serve"], "(default: 127.0.0.1)"),
+        (["worker"], "(default: ./var)"),
+        (["migrate"], "(default: a SQLite file in the data dir)"),
+        (["accounts", "set-limits"], "then show the account"),
+    ],
+)
+def test_help_prints_defaults(command: list[str], default: str) -> None:
+    from wp_llm.cli import _operator, _server  # noqa: F401 - registers the operator commands
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+
+    assert result.exit_code == 0, result.output
+    assert default in result.output
+    # Square brackets in a help text are read as markup and dropped, leaving "on . [env".
+    assert re.search(r"\S \.\s", result.output) is None

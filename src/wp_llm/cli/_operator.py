@@ -252,7 +252,10 @@ def set_limits(
     database: str = DATABASE_OPTION,
     data_dir: Path = DATA_DIR_OPTION,
 ) -> None:
-    """Override an account's rate limit, burst or event quota; running services apply it at once."""
+    """Override an account's rate limit, burst or event quota, then show the account.
+
+    Running services apply the change at once.
+    """
     from wp_llm.server.store import usage as usage_store
 
     changes = {
@@ -342,7 +345,7 @@ def announce_update(
         None, "--version", help="The new platform version, if the update has one."
     ),
     published_at: str = typer.Option(
-        None, "--published-at", help="When the update went live, ISO 8601 [default: now]."
+        None, "--published-at", help="When the update went live, ISO 8601 (default: now)."
     ),
     starts_at: str = typer.Option(
         None, "--starts-at", help="Start of the roll-out window, ISO 8601 with an offset."

@@ -14,7 +14,7 @@ import typer
 from wp_llm.cli._app import app, fail, keys_app
 
 HOST_OPTION = typer.Option(
-    None, "--host", envvar="WP_LLM_HOST", help="Address to listen on [default: 127.0.0.1]."
+    None, "--host", envvar="WP_LLM_HOST", help="Address to listen on (default: 127.0.0.1)."
 )
 PORT_OPTION = typer.Option(
     None,
@@ -22,7 +22,7 @@ PORT_OPTION = typer.Option(
     envvar="WP_LLM_PORT",
     min=1,
     max=65535,
-    help="TCP port to listen on [default: 8080].",
+    help="TCP port to listen on (default: 8080).",
 )
 DATABASE_OPTION = typer.Option(
     None,
@@ -30,14 +30,14 @@ DATABASE_OPTION = typer.Option(
     envvar="WP_LLM_DATABASE_URL",
     help=(
         "Database URL: sqlite:///path.db or postgresql://user@host/db "
-        "[default: a SQLite file in the data dir]."
+        "(default: a SQLite file in the data dir)."
     ),
 )
 DATA_DIR_OPTION = typer.Option(
     None,
     "--data-dir",
     envvar="WP_LLM_DATA_DIR",
-    help="Folder for the SQLite file and the secret key file [default: ./var].",
+    help="Folder for the SQLite file and the secret key file (default: ./var).",
 )
 PRIVATE_OPTION = typer.Option(
     None,
