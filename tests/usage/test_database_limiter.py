@@ -111,3 +111,51 @@ def test_database_limiter_refills_after_rejection(engine: Engine) -> None:
     limiter.acquire("key_refill", limit, START)
 
     assert limiter.acquire("key_refill", limit, START + 1.0).allowed
+
+
+def test_cached_acquire_spends_lease_only(engine: Engine) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    limiter = DatabaseRateLimiter(engine)
+    clock = ManualClock(START)
+
+    before_reservation = limiter.acquire_cached("key_cached", limit, clock.now())
+    reserved = limiter.acquire("key_cached", limit, clock.now())
+    tokens_after_reservation, _ = bucket_row(engine, "key_cached")
+    cached = [limiter.acquire_cached("key_cached", limit, clock.now()) for _ in range(10)]
+
+    assert before_reservation is None
+    assert reserved.allowed
+    # The lease has lease_size tokens, and the reserving request spent one.
+    spent = [decision for decision in cached if decision is not None]
+    assert len(spent) == lease_size(limit) - 1
+    assert all(decision.allowed for decision in spent)
+    assert cached[len(spent) :] == [None] * (len(cached) - len(spent))
+    # Spending leased tokens wrote nothing to the shared bucket.
+    assert bucket_row(engine, "key_cached")[0] == tokens_after_reservation
+
+
+def test_cached_acquire_repeats_block(engine: Engine) -> None:
+    limit = RateLimit(rate=1.0, burst=1)
+    limiter = DatabaseRateLimiter(engine)
+    for _ in range(2):
+        limiter.acquire("key_cached_block", limit, START)
+
+    decision = limiter.acquire_cached("key_cached_block", limit, START + 0.5)
+
+    assert decision is not None
+    assert not decision.allowed
+    assert decision.retry_after == 1
+
+
+def test_cached_acquire_skips_busy_key(engine: Engine) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    limiter = DatabaseRateLimiter(engine)
+    limiter.acquire("key_busy_lock", limit, START)
+    # Another thread that reserves tokens for the key has locked it.
+    lock = limiter._key_lock("key_busy_lock")
+
+    with lock:
+        decision = limiter.acquire_cached("key_busy_lock", limit, START)
+
+    assert decision is None
+    assert limiter.acquire_cached("key_busy_lock", limit, START) is not None

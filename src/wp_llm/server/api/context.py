@@ -18,7 +18,7 @@ from wp_llm.server.errors import AuthenticationFailed, PermissionDenied
 from wp_llm.server.store import accounts
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.usage.clock import Clock, SystemClock
-from wp_llm.server.usage.guard import RateLimitGuard
+from wp_llm.server.usage.guard import RateLimitGuard, TokenStoreNeeded
 from wp_llm.server.usage.ratelimit import RateDecision
 
 
@@ -110,9 +110,10 @@ async def authenticate(
 async def _take_rate_limit_token(
     guard: RateLimitGuard, principal: Principal
 ) -> RateDecision | None:
-    if not guard.takes_in_memory:
+    try:
+        attempt = guard.take_cached(principal)
+    except TokenStoreNeeded:
         return await anyio.to_thread.run_sync(guard.check, principal)
-    attempt = guard.take(principal)
     if attempt is None or attempt.decision.allowed:
         return None if attempt is None else attempt.decision
     # Reporting the rejection may publish a notice, which writes to the database.

@@ -16,7 +16,7 @@ from wp_llm.server.store import usage as usage_store
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.usage import notices
 from wp_llm.server.usage.clock import Clock
-from wp_llm.server.usage.limiters import MemoryRateLimiter, RateLimiter
+from wp_llm.server.usage.limiters import RateLimiter
 from wp_llm.server.usage.ratelimit import RateDecision, RateLimit, resolve_limit
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class TokenAttempt:
     decision: RateDecision
 
 
+class TokenStoreNeeded(Exception):
+    """A token can be taken only with a round trip to the shared bucket store."""
+
+
 class RateLimitGuard:
     """Takes a token for every authenticated request and raises RateLimited when none is left.
 
@@ -75,11 +79,6 @@ class RateLimitGuard:
         # Ends of the notice windows this process has seen, so most rejections skip the database.
         self._notice_windows: dict[str, float] = {}
 
-    @property
-    def takes_in_memory(self) -> bool:
-        """Whether `take` runs without I/O, so that an event loop may call it directly."""
-        return isinstance(self._limiter, MemoryRateLimiter)
-
     def check(self, principal: Principal) -> RateDecision | None:
         """Take one token and return the decision, or None when the key is unlimited.
 
@@ -97,6 +96,21 @@ class RateLimitGuard:
             return None
         now = self._clock.now()
         return TokenAttempt(limit, now, self._limiter.acquire(principal.key_id, limit, now))
+
+    def take_cached(self, principal: Principal) -> TokenAttempt | None:
+        """Do what `take` does without I/O, so that an event loop may call it directly.
+
+        Raise TokenStoreNeeded when only the shared bucket store can decide; call `check`
+        in a thread then.
+        """
+        limit = limit_for(principal, self._settings)
+        if limit.unlimited:
+            return None
+        now = self._clock.now()
+        decision = self._limiter.acquire_cached(principal.key_id, limit, now)
+        if decision is None:
+            raise TokenStoreNeeded(principal.key_id)
+        return TokenAttempt(limit, now, decision)
 
     def reject(self, principal: Principal, attempt: TokenAttempt) -> NoReturn:
         """Report a request that found no token, then raise RateLimited.

@@ -18,6 +18,8 @@ a process reserves a few tokens at once (a lease) and spends them locally:
   that keeps sending while throttled costs no database work.
 - Keys limited to fewer than `1 / LEASE_SECONDS` (20) requests per second get leases
   of one token: an exact shared bucket, with one round trip per request.
+- `acquire_cached` spends a leased token or repeats a block without I/O, so an event
+  loop can call it and go to a thread only for a reservation.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class RateLimiter(Protocol):
 
     def acquire(self, key_id: str, limit: RateLimit, now: float) -> RateDecision: ...
 
+    def acquire_cached(self, key_id: str, limit: RateLimit, now: float) -> RateDecision | None:
+        """Take a token without I/O or waiting, or return None when that is not possible."""
+
 
 class MemoryRateLimiter:
     """Buckets in this process's memory: exact for one process, no I/O."""
@@ -65,6 +70,9 @@ class MemoryRateLimiter:
             grant = self._policy.take(self._buckets.get(key_id), limit, now)
             self._buckets[key_id] = grant.state
         return grant.decision
+
+    def acquire_cached(self, key_id: str, limit: RateLimit, now: float) -> RateDecision | None:
+        return self.acquire(key_id, limit, now)
 
 
 def lease_size(limit: RateLimit) -> int:
@@ -112,15 +120,35 @@ class DatabaseRateLimiter:
 
     def acquire(self, key_id: str, limit: RateLimit, now: float) -> RateDecision:
         with self._key_lock(key_id):
-            block = self._blocks.get(key_id)
-            if block is not None and block.limit == limit and now < block.until:
-                return block.decision_at(now)
-
+            decision = self._decide_locally(key_id, limit, now)
+            if decision is not None:
+                return decision
             lease = self._leases.get(key_id)
-            if lease is not None and lease.tokens > 0 and now < lease.expires:
-                lease.tokens -= 1
-                return replace(lease.decision, remaining=lease.decision.remaining + lease.tokens)
             return self._reserve(key_id, limit, now, returned=lease.tokens if lease else 0)
+
+    def acquire_cached(self, key_id: str, limit: RateLimit, now: float) -> RateDecision | None:
+        """Spend a leased token or repeat a block, or return None when the database must decide.
+
+        Also return None while another thread has locked the key, such as for a reservation.
+        """
+        lock = self._key_lock(key_id)
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            return self._decide_locally(key_id, limit, now)
+        finally:
+            lock.release()
+
+    def _decide_locally(self, key_id: str, limit: RateLimit, now: float) -> RateDecision | None:
+        block = self._blocks.get(key_id)
+        if block is not None and block.limit == limit and now < block.until:
+            return block.decision_at(now)
+
+        lease = self._leases.get(key_id)
+        if lease is not None and lease.tokens > 0 and now < lease.expires:
+            lease.tokens -= 1
+            return replace(lease.decision, remaining=lease.decision.remaining + lease.tokens)
+        return None
 
     def _reserve(self, key_id: str, limit: RateLimit, now: float, returned: int) -> RateDecision:
         requested = lease_size(limit)
