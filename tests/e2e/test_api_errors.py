@@ -138,12 +138,43 @@ def test_too_deep_data_names_field(account: Account) -> None:
     assert "199 levels" in error["message"]
 
 
-def test_body_nested_past_the_parser_is_400(account: Account) -> None:
-    content = b'{"type": "system.update", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"type": "system.update", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        '{"type": "system.update", "data": {"text": "caf\u00e9"}}'.encode("latin-1"),
+    ],
+)
+def test_unreadable_body_names_body(account: Account, content: bytes) -> None:
     response = account.client.post(
         "/v1/events", content=content, headers={"content-type": "application/json"}
     )
-    assert_error(response, 400, "validation_error")
+    error = assert_error(response, 400, "validation_error", "body")
+    assert "UTF-8" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "content_types",
+    [["text/plain+json"], ["json"], ["application/x/y+json"], ["text/plain", "application/json"]],
+)
+def test_publish_rejects_other_json_types(account: Account, content_types: list[str]) -> None:
+    body = json.dumps({"type": "system.update", "data": {}}).encode()
+    headers = [("authorization", f"Bearer {account.key}")]
+    headers += [("content-type", content_type) for content_type in content_types]
+    for path in ("/v1/events", "/v1/events/batch"):
+        response = httpx.post(account.service.base_url + path, content=body, headers=headers)
+        assert_error(response, 415, "validation_error", "Content-Type")
+    assert account.client.get("/v1/events").json()["data"] == []
+
+
+def test_vendor_json_content_type_is_read(account: Account) -> None:
+    response = account.client.post(
+        "/v1/events",
+        content=json.dumps({"type": "generation.exploded", "data": {}}).encode(),
+        headers={"content-type": "application/vnd.example+json; charset=utf-8"},
+    )
+    # The body was read as JSON, so the type check names the unknown type.
+    assert_error(response, 400, "validation_error", "type")
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,11 @@ from sqlalchemy import Engine, func, select
 from tests.support.service import serve_in_thread
 from wp_llm import catalog
 from wp_llm.server.api.app import create_app
-from wp_llm.server.api.publish_path import PublishPathMiddleware, simple_event
+from wp_llm.server.api.publish_path import (
+    MAX_DIRECT_BYTES,
+    PublishPathMiddleware,
+    simple_event,
+)
 from wp_llm.server.config import Settings
 from wp_llm.server.db.schema import events
 from wp_llm.server.store import accounts
@@ -93,8 +97,10 @@ def stored_events(engine: Engine) -> int:
         return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
 
 
-def post(url: str, key: str | None, content: bytes) -> httpx.Response:
-    headers = {"content-type": "application/json"}
+def post(
+    url: str, key: str | None, content: bytes, content_type: str = "application/json"
+) -> httpx.Response:
+    headers = {"content-type": content_type}
     if key is not None:
         headers["authorization"] = f"Bearer {key}"
     return httpx.post(url, content=content, headers=headers)
@@ -157,6 +163,30 @@ def test_both_paths_respond_alike(pair: Pair) -> None:
         direct = comparable(post(pair.direct, key, content))
         routed = comparable(post(pair.routed, key, content))
         assert direct == routed, case
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/vnd.example+json", "application/json; charset=utf-8", "text/plain+json"],
+)
+def test_content_types_respond_alike(pair: Pair, content_type: str) -> None:
+    content = body(type=EVENT_TYPE, data=GOOD_DATA)
+
+    direct = comparable(post(pair.direct, pair.keys.account, content, content_type))
+    routed = comparable(post(pair.routed, pair.keys.account, content, content_type))
+
+    assert direct == routed
+
+
+def test_large_event_responds_alike(pair: Pair) -> None:
+    data = {**GOOD_DATA, "completion": "x" * (MAX_DIRECT_BYTES + 1)}
+    content = body(type=EVENT_TYPE, data=data)
+
+    direct = comparable(post(pair.direct, pair.keys.account, content))
+    routed = comparable(post(pair.routed, pair.keys.account, content))
+
+    assert direct == routed
+    assert direct["status"] == 201
 
 
 def test_both_paths_store_alike(pair: Pair) -> None:

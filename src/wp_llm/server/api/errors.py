@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wp_llm.server.api.payload_checks import UnstorableValueError
+from wp_llm.server.api.payload_checks import MAX_DEPTH, UnstorableValueError
 from wp_llm.server.errors import ServiceError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,12 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
     413: ("validation_error", "request_too_large"),
     415: ("validation_error", "unsupported_media_type"),
 }
+
+
+UNREADABLE_BODY_MESSAGE = (
+    "The request body is not valid JSON: send UTF-8 text, with arrays and objects "
+    f"nested at most {MAX_DEPTH} levels deep."
+)
 
 
 def request_id_of(request: Request) -> str:
@@ -149,14 +155,20 @@ def install_error_handlers(app: FastAPI) -> None:
             error.status_code, ("validation_error", "invalid_request")
         )
         message = str(error.detail) if error.detail else "The request failed."
+        details = None
         if error.status_code == 404:
             message = f"No route matches {request.method} {request.url.path}."
+        elif error.status_code == 400:
+            # FastAPI raises this when the body parser fails other than on JSON syntax.
+            message = UNREADABLE_BODY_MESSAGE
+            details = {"field": "body"}
         return envelope(
             request,
             error.status_code,
             error_type=error_type,
             code=code,
             message=message,
+            details=details,
             headers=getattr(error, "headers", None),
         )
 

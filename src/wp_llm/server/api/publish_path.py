@@ -7,8 +7,10 @@ and the same grouped publish as the route. Its response bytes and headers match 
 
 Any body the route's model could reject goes on to the route instead, untouched: invalid JSON,
 fields of the wrong type, unknown fields, or values the service cannot store. So validation
-errors keep coming from one place and read the same whichever path a request takes. The
-decision is made before authentication, so a request never takes two rate-limit tokens.
+errors keep coming from one place and read the same whichever path a request takes. Bodies
+over MAX_DIRECT_BYTES go to the route too, and so do bodies whose Content-Type the route
+would not read as JSON. The decision is made before authentication, so a request never
+takes two rate-limit tokens.
 
 It runs inside the request-id, request-guard and idempotency middleware, so request ids,
 size limits and idempotency keys apply as to every other route.
@@ -27,9 +29,14 @@ from wp_llm.server.api.context import ServiceContext, authenticate
 from wp_llm.server.api.errors import database_unavailable_response, service_error_response
 from wp_llm.server.api.events import checked_event, publish_grouped, resolved_account
 from wp_llm.server.api.payload_checks import UnstorableValueError, check_value
+from wp_llm.server.api.request_guard import first_header, is_json
 from wp_llm.server.errors import ServiceError
 
 PATH = "/v1/events"
+# Larger bodies go to the route: a body the route then rejects would be parsed twice,
+# and checking every value of a large body before authentication would cost an
+# unauthenticated client more of the event loop than the route does.
+MAX_DIRECT_BYTES = 64 * 1024
 _FIELDS = frozenset({"type", "data", "account"})
 _RESPONSE_HEADERS = [(b"content-type", b"application/json")]
 
@@ -75,14 +82,16 @@ class PublishPathMiddleware:
         # The request guard has read the whole body already and hands it over in one message.
         message = await receive()
         body = message.get("body", b"")
-        event = simple_event(body) if not message.get("more_body", False) else None
+        event = None
+        if _takes_direct_path(scope, message, body):
+            event = simple_event(body)
         if event is None:
             await self.app(scope, _replay(message, receive), send)
             return
         state = scope.setdefault("state", {})
         context: ServiceContext = scope["app"].state.context
         try:
-            content = await _publish(context, _authorization(scope), state, *event)
+            content = await _publish(context, first_header(scope, b"authorization"), state, *event)
         except ServiceError as error:
             await service_error_response(state.get("request_id", ""), error)(scope, receive, send)
             return
@@ -111,11 +120,11 @@ async def _publish(
     return published.events[0].body
 
 
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
+def _takes_direct_path(scope: Scope, message: Message, body: bytes) -> bool:
+    """Return whether the whole body is here, small, and of a type the route reads as JSON."""
+    if message.get("more_body", False) or len(body) > MAX_DIRECT_BYTES:
+        return False
+    return is_json(first_header(scope, b"content-type") or "")
 
 
 def _replay(message: Message, original: Receive) -> Receive:

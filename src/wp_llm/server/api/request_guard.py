@@ -27,9 +27,24 @@ class _BodyCutOff(Exception):
         self.received = received
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
+    """Return whether a Content-Type is one that FastAPI parses as JSON.
+
+    That is `application/json` or `application/<anything>+json`, with any parameters.
+    """
     media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
+    main_type, slash, subtype = media_type.partition("/")
+    if main_type != "application" or not slash or "/" in subtype:
+        return False
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def first_header(scope: Scope, name: bytes) -> str | None:
+    """Return the first value of a header, as FastAPI reads it, or None without one."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 class RequestGuardMiddleware:
@@ -52,8 +67,7 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        declared = headers.get("content-length", "")
+        declared = first_header(scope, b"content-length") or ""
         if declared.isdigit() and int(declared) > self.max_request_bytes:
             await self._too_large(scope, send)
             return
@@ -74,7 +88,7 @@ class RequestGuardMiddleware:
         if body is None:
             await self._too_large(scope, send)
             return
-        if body and not _is_json(headers.get("content-type", "")):
+        if body and not is_json(first_header(scope, b"content-type") or ""):
             message = "Send the body as JSON with 'Content-Type: application/json'."
             await self._reject(scope, send, 415, "unsupported_media_type", "Content-Type", message)
             return
