@@ -80,6 +80,7 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         if settings.run_worker:
             worker = DeliveryWorker(ctx.engine, ctx.box, settings)
             ctx.wake_callbacks.append(worker.notify)
+            ctx.publishes.hand_off_to(worker)
             worker_task = asyncio.create_task(worker.run())
         sampling = metrics.sample_database(ctx.engine, settings.metrics_interval)
         sampler = asyncio.create_task(sampling)

@@ -134,7 +134,7 @@ async def publish_grouped(
         published = await context.publishes.publish(account_id, items)
     except ValueError as error:
         raise UnprocessableData(f"Invalid data: {error}", details={"field": field}) from None
-    if published.delivery_count:
+    if published.delivery_count > len(published.leased):
         context.notify_workers()
     return published
 

@@ -9,24 +9,41 @@ own, only the wait for the transaction ahead.
 Each request still gets its own result or error. When the grouped transaction fails, for
 example because one account's quota is used up, every request of the group runs again
 alone (see `publish_metered_group`).
+
+When the process runs a delivery worker, each group first requests a hand-off from it:
+the group stores the deliveries the worker has room for already leased to it, and hands
+them over once the transaction commits. They start without a claim query, and the
+worker is woken only for deliveries left over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from sqlalchemy import Engine
 
 from wp_llm.server.store import usage as usage_store
+from wp_llm.server.store.deliveries import ClaimedDelivery, HandOff
 
 # Events stored by one transaction at most; a batch request larger than this goes alone.
 MAX_GROUP_EVENTS = 200
+
+
+class LocalWorker(Protocol):
+    """The delivery worker of this process, as the publishes see it."""
+
+    def offer(self) -> HandOff | None:
+        """Return the room the worker has for new deliveries, or None to have none."""
+
+    def accept(self, deliveries: list[ClaimedDelivery], leased_at: float) -> None:
+        """Take deliveries stored leased to the worker, leased at monotonic `leased_at`."""
 
 
 @dataclass
@@ -59,6 +76,11 @@ class GroupCommit:
         self._queue: deque[_Waiting] = deque()
         self._storing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._worker: LocalWorker | None = None
+
+    def hand_off_to(self, worker: LocalWorker) -> None:
+        """Let the worker of this process take new deliveries as they are stored."""
+        self._worker = worker
 
     async def publish(
         self, account_id: str, items: Sequence[tuple[str, Any]]
@@ -99,6 +121,9 @@ class GroupCommit:
         return group
 
     async def _store(self, group: list[_Waiting]) -> None:
+        # Taken before the transaction, so the leases it writes run from later than this.
+        leased_at = time.monotonic()
+        hand_off = self._worker.offer() if self._worker is not None else None
         store = functools.partial(
             usage_store.publish_metered_group,
             self._engine,
@@ -106,6 +131,7 @@ class GroupCommit:
             default_quota=self._default_quota,
             thresholds=self._thresholds,
             now=self._now(),
+            hand_off=hand_off,
         )
         try:
             results: list[Any] = await anyio.to_thread.run_sync(store)
@@ -118,6 +144,15 @@ class GroupCommit:
         finally:
             self._storing = False
 
+        leased = [
+            delivery
+            for result in results
+            if isinstance(result, usage_store.MeteredBatch)
+            for delivery in result.leased
+        ]
+        if leased and self._worker is not None:
+            # Stored even where the client has gone away, so they are sent all the same.
+            self._worker.accept(leased, leased_at)
         for waiting, result in zip(group, results, strict=True):
             if waiting.future.done():
                 continue

@@ -44,6 +44,10 @@ ATTEMPT_SECONDS = Histogram(
     buckets=ATTEMPT_SECONDS_BUCKETS,
 )
 IN_FLIGHT = Gauge("wp_llm_deliveries_in_flight", "Deliveries this process is sending now.")
+HANDED_OFF = Counter(
+    "wp_llm_deliveries_handed_off",
+    "Deliveries that this process's worker took as they were published, without a claim.",
+)
 CIRCUIT_TRANSITIONS = Counter(
     "wp_llm_circuit_transitions",
     "Endpoint circuits that this process opened or closed.",

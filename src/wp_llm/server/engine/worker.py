@@ -127,6 +127,8 @@ class DeliveryWorker:
             engine, breaker, on_deliveries_due=self._notify_from_thread, worker=self.owner
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # Whether publishes in this process may hand deliveries over: only while sending.
+        self._accepting = False
         self._stop_deadline = 0.0
         self._claim_failures = 0
         self._write_failures = 0
@@ -140,6 +142,36 @@ class DeliveryWorker:
     def notify(self) -> None:
         """Wake the claim loop now, for example after an event was published in this process."""
         self.wake.set()
+
+    def offer(self) -> delivery_store.HandOff | None:
+        """Return the room for deliveries that a publish in this process may lease to this worker.
+
+        The room and each webhook's quota are counted as a claim counts them, so deliveries
+        handed over wait in the same queue, within the same bounds. None while the worker
+        is not sending, is stopping, or cannot record attempts.
+        """
+        if not self._accepting or self._stopping.is_set() or self._write_failures:
+            return None
+        room = min(self._queue_limit - len(self._queue), CLAIM_BATCH_SIZE)
+        if room <= 0:
+            return None
+        quotas = self._throttles.claim_quotas(time.monotonic(), self._queue.counts())
+        return delivery_store.HandOff(
+            owner=self.owner,
+            lease_ms=int(self.settings.lease_seconds * 1000),
+            room=room,
+            quotas=quotas,
+            default_quota=self._throttles.default_claim_quota,
+            concurrency_factor=PREFETCH_WINDOWS,
+        )
+
+    def accept(self, deliveries: list[delivery_store.ClaimedDelivery], leased_at: float) -> None:
+        """Queue deliveries a publish stored leased to this worker, and start what budgets allow.
+
+        `leased_at` is a monotonic time no later than the start of their leases.
+        """
+        metrics.HANDED_OFF.inc(len(deliveries))
+        self._enqueue(deliveries, leased_at)
 
     def _notify_from_thread(self) -> None:
         self._loop.call_soon_threadsafe(self.wake.set)
@@ -172,6 +204,7 @@ class DeliveryWorker:
             body_limit=self.settings.response_body_limit,
         ) as sender:
             self._sender = sender
+            self._accepting = True
             background = [
                 asyncio.create_task(self._flush_loop()),
                 asyncio.create_task(self._heartbeat_loop()),
@@ -181,6 +214,7 @@ class DeliveryWorker:
             try:
                 await self._claim_loop()
             finally:
+                self._accepting = False
                 await self._drain()
                 async with self._write_lock:
                     for task in background:

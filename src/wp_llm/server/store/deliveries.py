@@ -9,7 +9,7 @@ again, so every accepted event is delivered at least once.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -56,6 +56,39 @@ class ClaimedDelivery:
     endpoint: Endpoint = Endpoint()
     # A circuit breaker probe: sent while the webhook's circuit is open.
     probe: bool = False
+
+
+@dataclass
+class HandOff:
+    """Room that a worker in the publishing process offers for new deliveries.
+
+    A publish that has a hand-off stores some of its deliveries already leased to that
+    worker, and the worker starts them once the publish commits, with no claim query
+    between. Each webhook gets at most its quota, counted as a claim counts it, and
+    the hand-off at most `room` deliveries in all.
+    """
+
+    owner: str
+    lease_ms: int
+    room: int
+    quotas: Mapping[str, int]
+    default_quota: int
+    concurrency_factor: int
+    taken: dict[str, int] = field(default_factory=dict)
+
+    def take(self, webhook_id: str, max_concurrency: int | None) -> bool:
+        """Count one delivery to the webhook, or return False when the room or its quota is full."""
+        if self.room <= 0:
+            return False
+        quota = _quota_of(
+            webhook_id, max_concurrency, self.quotas, self.default_quota, self.concurrency_factor
+        )
+        count = self.taken.get(webhook_id, 0)
+        if count >= quota:
+            return False
+        self.taken[webhook_id] = count + 1
+        self.room -= 1
+        return True
 
 
 @dataclass(frozen=True)
@@ -169,11 +202,7 @@ def _within_quotas(
     per_webhook: dict[str, int] = {}
     chosen: list[str] = []
     for delivery_id, webhook_id, max_concurrency in scanned:
-        quota = quotas.get(webhook_id)
-        if quota is None:
-            quota = (
-                default_quota if max_concurrency is None else max_concurrency * concurrency_factor
-            )
+        quota = _quota_of(webhook_id, max_concurrency, quotas, default_quota, concurrency_factor)
         count = per_webhook.get(webhook_id, 0)
         if count >= quota:
             continue
@@ -182,6 +211,20 @@ def _within_quotas(
         if len(chosen) >= limit:
             break
     return chosen
+
+
+def _quota_of(
+    webhook_id: str,
+    max_concurrency: int | None,
+    quotas: Mapping[str, int],
+    default_quota: int,
+    concurrency_factor: int,
+) -> int:
+    """Return how many deliveries of the webhook one claim may take."""
+    quota = quotas.get(webhook_id)
+    if quota is not None:
+        return quota
+    return default_quota if max_concurrency is None else max_concurrency * concurrency_factor
 
 
 def claim_probes(

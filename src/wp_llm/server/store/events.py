@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, select
 
 from wp_llm import _jsjson
 from wp_llm.catalog import matches
@@ -15,12 +15,17 @@ from wp_llm.server import ids
 from wp_llm.server.db.schema import deliveries, events, webhooks
 from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceNotFound
+from wp_llm.server.store.deliveries import ClaimedDelivery, HandOff
 from wp_llm.server.store.pagination import Page, fetch_page
+from wp_llm.server.store.webhooks import endpoint_of
 
 
 @dataclass(frozen=True)
 class PublishedEvent:
-    """A stored event: its envelope bytes and the deliveries it fanned out to."""
+    """A stored event: its envelope bytes and the deliveries it fanned out to.
+
+    `leased` are the deliveries stored leased to the hand-off's worker, a subset.
+    """
 
     id: str
     account_id: str
@@ -28,6 +33,7 @@ class PublishedEvent:
     created: int
     body: bytes
     delivery_ids: list[str]
+    leased: list[ClaimedDelivery] = field(default_factory=list)
 
 
 def build_envelope(event_id: str, created: int, event_type: str, data: Any) -> bytes:
@@ -49,6 +55,12 @@ _ENABLED_WEBHOOKS = select(webhooks.c.id, webhooks.c.events).where(
 )
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERIES = insert(deliveries)
+# Webhooks a hand-off may lease deliveries for: a claim would take them too.
+_READY_WEBHOOKS = select(webhooks).where(
+    webhooks.c.id.in_(bindparam("ids", expanding=True)),
+    webhooks.c.circuit_state == "closed",
+    or_(webhooks.c.paused_until.is_(None), webhooks.c.paused_until <= bindparam("now")),
+)
 
 
 def subscribers(connection: Connection, account_id: str, event_type: str) -> list[str]:
@@ -76,29 +88,77 @@ class Subscriptions:
 
 
 def insert_events(
-    connection: Connection, account_id: str, items: Sequence[tuple[str, Any]]
+    connection: Connection,
+    account_id: str,
+    items: Sequence[tuple[str, Any]],
+    hand_off: HandOff | None = None,
 ) -> list[PublishedEvent]:
     """Store several events and their deliveries in the caller's transaction.
 
     The account's webhooks are read once, and the rows go in with one statement per table.
+    With a hand-off, deliveries it has room for are stored leased to its worker.
     """
     subscriptions = Subscriptions.load(connection, account_id)
     targets_of: dict[str, list[str]] = {}
-    event_rows: list[dict[str, Any]] = []
-    delivery_rows: list[dict[str, Any]] = []
-    published: list[PublishedEvent] = []
+    rows_of_events: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     for event_type, data in items:
         if event_type not in targets_of:
             targets_of[event_type] = subscriptions.matching(event_type)
-        event_row, rows = _event_rows(account_id, event_type, data, targets_of[event_type])
-        event_rows.append(event_row)
-        delivery_rows.extend(rows)
-        published.append(_published(event_row, rows))
-    connection.execute(_INSERT_EVENT, event_rows)
+        rows_of_events.append(_event_rows(account_id, event_type, data, targets_of[event_type]))
+    delivery_rows = [row for _, rows in rows_of_events for row in rows]
+    leased: dict[str, list[ClaimedDelivery]] = {}
+    if hand_off is not None and delivery_rows:
+        leased = _lease_to(connection, hand_off, rows_of_events)
+
+    connection.execute(_INSERT_EVENT, [event_row for event_row, _ in rows_of_events])
     if delivery_rows:
         connection.execute(_INSERT_DELIVERIES, delivery_rows)
-        announce_deliveries(connection)
-    return published
+        if sum(map(len, leased.values())) < len(delivery_rows):
+            announce_deliveries(connection)
+    return [
+        _published(event_row, rows, leased.get(event_row["id"], []))
+        for event_row, rows in rows_of_events
+    ]
+
+
+def _lease_to(
+    connection: Connection,
+    hand_off: HandOff,
+    rows_of_events: Sequence[tuple[Mapping[str, Any], Sequence[dict[str, Any]]]],
+) -> dict[str, list[ClaimedDelivery]]:
+    """Lease the delivery rows that the hand-off has room for, before they are inserted.
+
+    Return the leased deliveries by event id, ready to send.
+    """
+    now = ids.now_ms()
+    target_ids = sorted({row["webhook_id"] for _, rows in rows_of_events for row in rows})
+    ready = {
+        row["id"]: row
+        for row in connection.execute(_READY_WEBHOOKS, {"ids": target_ids, "now": now}).mappings()
+    }
+    endpoints = {webhook_id: endpoint_of(row) for webhook_id, row in ready.items()}
+    leased: dict[str, list[ClaimedDelivery]] = {}
+    for event_row, rows in rows_of_events:
+        for row in rows:
+            webhook = ready.get(row["webhook_id"])
+            if webhook is None or not hand_off.take(row["webhook_id"], webhook["max_concurrency"]):
+                continue
+            row["lease_owner"] = hand_off.owner
+            row["lease_until"] = now + hand_off.lease_ms
+            delivery = ClaimedDelivery(
+                id=row["id"],
+                account_id=row["account_id"],
+                event_id=row["event_id"],
+                event_type=row["event_type"],
+                webhook_id=row["webhook_id"],
+                attempt_count=0,
+                url=webhook["url"],
+                secrets_json=webhook["secrets"],
+                body=event_row["body"],
+                endpoint=endpoints[row["webhook_id"]],
+            )
+            leased.setdefault(event_row["id"], []).append(delivery)
+    return leased
 
 
 def publish(engine: Engine, account_id: str, event_type: str, data: Any) -> PublishedEvent:
@@ -143,6 +203,9 @@ def _event_rows(
             "status": "pending",
             "attempt_count": 0,
             "next_attempt_at": now,
+            # Every row names the lease columns, so that one INSERT serves them all.
+            "lease_owner": None,
+            "lease_until": None,
             "created": now // 1000,
             "updated": now,
         }
@@ -152,7 +215,9 @@ def _event_rows(
 
 
 def _published(
-    event_row: Mapping[str, Any], delivery_rows: Sequence[Mapping[str, Any]]
+    event_row: Mapping[str, Any],
+    delivery_rows: Sequence[Mapping[str, Any]],
+    leased: list[ClaimedDelivery] | None = None,
 ) -> PublishedEvent:
     return PublishedEvent(
         id=event_row["id"],
@@ -161,6 +226,7 @@ def _published(
         created=event_row["created"],
         body=event_row["body"],
         delivery_ids=[str(row["id"]) for row in delivery_rows],
+        leased=leased or [],
     )
 
 

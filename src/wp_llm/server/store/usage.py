@@ -41,6 +41,7 @@ from wp_llm.server.db.schema import (
 )
 from wp_llm.server.errors import QuotaExceeded
 from wp_llm.server.store import events as event_store
+from wp_llm.server.store.deliveries import ClaimedDelivery, HandOff
 from wp_llm.server.store.events import PublishedEvent
 from wp_llm.server.usage import notices
 from wp_llm.server.usage.quota import Period, QuotaPolicy, month_period
@@ -235,6 +236,11 @@ class MeteredBatch:
     def delivery_count(self) -> int:
         return sum(len(item.delivery_ids) for item in [*self.events, *self.notices])
 
+    @property
+    def leased(self) -> list[ClaimedDelivery]:
+        """Return the deliveries stored leased to the hand-off's worker."""
+        return [delivery for item in [*self.events, *self.notices] for delivery in item.leased]
+
 
 class _QuotaFull(Exception):
     """The count refused one more event; raised inside the transaction to roll it back."""
@@ -280,6 +286,7 @@ def publish_metered_batch(
     default_quota: int,
     thresholds: tuple[int, ...],
     now: float,
+    hand_off: HandOff | None = None,
 ) -> MeteredBatch:
     """Count and publish several events in one transaction: all of them, or none.
 
@@ -289,7 +296,7 @@ def publish_metered_batch(
     try:
         with engine.begin() as connection:
             return _publish_counted(
-                connection, account_id, items, default_quota, thresholds, period
+                connection, account_id, items, default_quota, thresholds, period, hand_off
             )
     except _QuotaFull as full:
         _notify_quota_reached(engine, account_id, full.policy, period)
@@ -311,6 +318,7 @@ def publish_metered_group(
     default_quota: int,
     thresholds: tuple[int, ...],
     now: float,
+    hand_off: HandOff | None = None,
 ) -> list[MeteredBatch | Exception]:
     """Count and publish the events of several requests in one transaction.
 
@@ -325,13 +333,17 @@ def publish_metered_group(
     if len(group) > 1:
         try:
             with engine.begin() as connection:
-                grouped = _publish_grouped(connection, group, default_quota, thresholds, period)
+                grouped = _publish_grouped(
+                    connection, group, default_quota, thresholds, period, hand_off
+                )
             return list[MeteredBatch | Exception](grouped)
         except Exception as error:  # noqa: BLE001 - each request reports its own error below
             logger.debug(
                 "grouped publish rolled back; publishing its requests one by one",
                 extra={"requests": len(group), "error": str(error)[:200]},
             )
+            # The rolled-back transaction used up some of the room, so the worker claims these.
+            hand_off = None
     results: list[MeteredBatch | Exception] = []
     for request in group:
         try:
@@ -343,6 +355,7 @@ def publish_metered_group(
                     default_quota=default_quota,
                     thresholds=thresholds,
                     now=now,
+                    hand_off=hand_off,
                 )
             )
         except Exception as error:  # noqa: BLE001 - raised again in the request it belongs to
@@ -356,6 +369,7 @@ def _publish_grouped(
     default_quota: int,
     thresholds: tuple[int, ...],
     period: Period,
+    hand_off: HandOff | None,
 ) -> list[MeteredBatch]:
     """Store a group's events, each account's requests as one batch. Raise when one fails.
 
@@ -369,7 +383,9 @@ def _publish_grouped(
     for account_id in sorted(by_account):
         indexes = by_account[account_id]
         items = [item for index in indexes for item in group[index].items]
-        batch = _publish_counted(connection, account_id, items, default_quota, thresholds, period)
+        batch = _publish_counted(
+            connection, account_id, items, default_quota, thresholds, period, hand_off
+        )
         start = 0
         for position, index in enumerate(indexes):
             end = start + len(group[index].items)
@@ -387,6 +403,7 @@ def _publish_counted(
     default_quota: int,
     thresholds: tuple[int, ...],
     period: Period,
+    hand_off: HandOff | None = None,
 ) -> MeteredBatch:
     """Count the events against the quota and store them. Raise _QuotaFull if it has no room."""
     quota = get_account_limits(connection, account_id).event_quota
@@ -395,7 +412,7 @@ def _publish_counted(
     if counter is None:
         raise _QuotaFull(policy)
 
-    published = event_store.insert_events(connection, account_id, items)
+    published = event_store.insert_events(connection, account_id, items, hand_off)
     due = _publish_quota_notices(connection, account_id, policy, counter, period)
     return MeteredBatch(events=published, notices=due)
 

@@ -1,0 +1,158 @@
+"""Deliveries stored already leased to the publishing process's worker, on a real database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from sqlalchemy import Engine, select
+
+from tests.e2e.helpers import create_webhook, publish
+from tests.engine.helpers import wait_until
+from tests.engine.test_claim import LEASE_MS, add_webhook, claim, set_webhook
+from tests.support.receiver import Receiver
+from tests.support.service import ServiceProcess
+from wp_llm.server import ids
+from wp_llm.server.db.schema import deliveries, webhooks
+from wp_llm.server.store import accounts
+from wp_llm.server.store import deliveries as delivery_store
+from wp_llm.server.store import events as event_store
+
+OWNER = "local-worker"
+
+
+@pytest.fixture
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
+
+
+@pytest.fixture
+def account_id(engine: Engine) -> str:
+    return accounts.ensure_account(engine, "hand-off")
+
+
+def hand_off(room: int, quotas: Mapping[str, int] | None = None) -> delivery_store.HandOff:
+    return delivery_store.HandOff(
+        owner=OWNER,
+        lease_ms=LEASE_MS,
+        room=room,
+        quotas=quotas or {},
+        default_quota=8,
+        concurrency_factor=4,
+    )
+
+
+def insert(
+    engine: Engine, account_id: str, offer: delivery_store.HandOff, count: int = 1
+) -> list[event_store.PublishedEvent]:
+    items = [("generation.completed", {"index": index}) for index in range(count)]
+    with engine.begin() as connection:
+        return event_store.insert_events(connection, account_id, items, offer)
+
+
+def lease_owners(engine: Engine) -> dict[str, str | None]:
+    query = select(deliveries.c.webhook_id, deliveries.c.lease_owner)
+    with engine.connect() as connection:
+        return {row.webhook_id: row.lease_owner for row in connection.execute(query)}
+
+
+def test_hand_off_leases_within_room(engine: Engine, account_id: str) -> None:
+    webhook_ids = [add_webhook(engine, account_id, ["*"]) for _ in range(3)]
+    before = ids.now_ms()
+
+    [published] = insert(engine, account_id, hand_off(room=2))
+    after = ids.now_ms()
+
+    assert len(published.delivery_ids) == 3
+    leased_webhooks = {delivery.webhook_id for delivery in published.leased}
+    assert len(leased_webhooks) == 2
+    owners = lease_owners(engine)
+    assert set(owners) == set(webhook_ids)
+    assert {w for w, owner in owners.items() if owner == OWNER} == leased_webhooks
+    with engine.connect() as connection:
+        leases = list(
+            connection.execute(
+                select(deliveries.c.lease_until).where(deliveries.c.lease_owner == OWNER)
+            ).scalars()
+        )
+    assert all(before + LEASE_MS <= until <= after + LEASE_MS for until in leases)
+    # The third delivery is left to a claim; the leased ones are not claimable.
+    [claimed] = claim(engine, owner="worker-b", default_quota=8)
+    assert claimed.webhook_id not in leased_webhooks
+
+
+def test_hand_off_carries_what_a_claim_carries(engine: Engine, account_id: str) -> None:
+    webhook_id = add_webhook(engine, account_id, ["*"], timeout=4.0, retry_schedule=[1, 30])
+
+    [published] = insert(engine, account_id, hand_off(room=10))
+
+    [delivery] = published.leased
+    with engine.connect() as connection:
+        webhook = connection.execute(select(webhooks).where(webhooks.c.id == webhook_id)).one()
+    assert delivery.id == published.delivery_ids[0]
+    assert delivery.event_id == published.id
+    assert delivery.account_id == account_id
+    assert delivery.event_type == "generation.completed"
+    assert delivery.attempt_count == 0
+    assert delivery.body == published.body
+    assert delivery.url == webhook.url
+    assert delivery.secrets_json == webhook.secrets
+    assert delivery.endpoint.timeout == 4.0
+    assert delivery.endpoint.retry_schedule == (1, 30)
+    assert not delivery.probe
+
+
+def test_hand_off_skips_open_and_paused(engine: Engine, account_id: str) -> None:
+    open_circuit = add_webhook(engine, account_id, ["*"])
+    paused = add_webhook(engine, account_id, ["*"])
+    ready = add_webhook(engine, account_id, ["*"])
+    set_webhook(engine, open_circuit, circuit_state="open", circuit_retry_at=ids.now_ms() + 60_000)
+    set_webhook(engine, paused, paused_until=ids.now_ms() + 60_000)
+
+    [published] = insert(engine, account_id, hand_off(room=10))
+
+    assert [delivery.webhook_id for delivery in published.leased] == [ready]
+    assert lease_owners(engine) == {open_circuit: None, paused: None, ready: OWNER}
+
+
+def test_hand_off_keeps_webhook_quota(engine: Engine, account_id: str) -> None:
+    limited = add_webhook(engine, account_id, ["*"])
+    other = add_webhook(engine, account_id, ["*"], max_concurrency=1)
+    offer = hand_off(room=100, quotas={limited: 2})
+
+    published = insert(engine, account_id, offer, count=6)
+
+    leased = [delivery.webhook_id for event in published for delivery in event.leased]
+    assert leased.count(limited) == 2
+    # A webhook the worker does not track yet gets max_concurrency times the factor.
+    assert leased.count(other) == 4
+    assert offer.room == 100 - 6
+
+
+@pytest.fixture
+def one_process(make_service: object) -> ServiceProcess:
+    return make_service()  # type: ignore[operator, no-any-return]
+
+
+def handed_off_total(service: ServiceProcess) -> float:
+    with service.client() as client:
+        metrics = client.get("/metrics").text
+    for line in metrics.splitlines():
+        if line.startswith("wp_llm_deliveries_handed_off_total "):
+            return float(line.split()[1])
+    raise AssertionError("wp_llm_deliveries_handed_off_total is missing from /metrics")
+
+
+def test_published_events_skip_the_claim(one_process: ServiceProcess, receiver: Receiver) -> None:
+    key = one_process.create_key()
+    before = handed_off_total(one_process)
+    with one_process.client(key) as client:
+        create_webhook(client, receiver.url)
+        events = [publish(client, "generation.completed") for _ in range(5)]
+
+    receiver.wait_for(5)
+
+    assert {request.headers["webhook-id"] for request in receiver.requests} == {
+        event["id"] for event in events
+    }
+    assert wait_until(lambda: handed_off_total(one_process) - before == 5)
