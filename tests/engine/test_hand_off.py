@@ -156,3 +156,37 @@ def test_published_events_skip_the_claim(one_process: ServiceProcess, receiver: 
         event["id"] for event in events
     }
     assert wait_until(lambda: handed_off_total(one_process) - before == 5)
+
+
+def test_quota_leftovers_need_no_claim(engine: Engine, account_id: str) -> None:
+    full = add_webhook(engine, account_id, ["*"])
+    add_webhook(engine, account_id, ["*"])
+    offer = hand_off(room=10, quotas={full: 0})
+
+    [published] = insert(engine, account_id, offer)
+
+    assert len(published.leased) == 1
+    # A claim would skip the full webhook too, so waking the worker would gain nothing.
+    assert not offer.leaves_claimable(len(published.delivery_ids))
+    # Deliveries the hand-off never saw, such as usage notices, are worth a claim.
+    assert offer.leaves_claimable(len(published.delivery_ids) + 1)
+
+
+def test_room_leftovers_need_a_claim(engine: Engine, account_id: str) -> None:
+    for _ in range(2):
+        add_webhook(engine, account_id, ["*"])
+    offer = hand_off(room=1)
+
+    [published] = insert(engine, account_id, offer)
+
+    assert len(published.leased) == 1
+    assert offer.leaves_claimable(len(published.delivery_ids))
+
+
+def test_withdrawn_hand_off_needs_a_claim() -> None:
+    offer = hand_off(room=5)
+
+    offer.withdraw()
+
+    assert not offer.take("webhook", None)
+    assert offer.leaves_claimable(0)

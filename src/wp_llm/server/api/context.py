@@ -45,6 +45,7 @@ class ServiceContext:
             lambda: self.clock.now(),
             default_quota=self.settings.event_quota,
             thresholds=self.settings.quota_warning_thresholds,
+            wake=self.notify_workers,
         )
 
     def notify_workers(self) -> None:

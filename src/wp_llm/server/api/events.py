@@ -129,13 +129,14 @@ async def resolved_account(
 async def publish_grouped(
     context: ServiceContext, account_id: str, items: list[tuple[str, Any]], field: str
 ) -> usage_store.MeteredBatch:
-    """Count and store one request's events in the process's next grouped transaction."""
+    """Count and store one request's events in the process's next grouped transaction.
+
+    The group commit hands new deliveries to this process's worker, or wakes it to claim them.
+    """
     try:
         published = await context.publishes.publish(account_id, items)
     except ValueError as error:
         raise UnprocessableData(f"Invalid data: {error}", details={"field": field}) from None
-    if published.delivery_count > len(published.leased):
-        context.notify_workers()
     return published
 
 

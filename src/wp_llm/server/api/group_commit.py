@@ -68,8 +68,10 @@ class GroupCommit:
         *,
         default_quota: int,
         thresholds: tuple[int, ...],
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._wake = wake
         self._now = now
         self._default_quota = default_quota
         self._thresholds = thresholds
@@ -144,15 +146,7 @@ class GroupCommit:
         finally:
             self._storing = False
 
-        leased = [
-            delivery
-            for result in results
-            if isinstance(result, usage_store.MeteredBatch)
-            for delivery in result.leased
-        ]
-        if leased and self._worker is not None:
-            # Stored even where the client has gone away, so they are sent all the same.
-            self._worker.accept(leased, leased_at)
+        self._hand_over(results, hand_off, leased_at)
         for waiting, result in zip(group, results, strict=True):
             if waiting.future.done():
                 continue
@@ -161,3 +155,16 @@ class GroupCommit:
             else:
                 waiting.future.set_result(result)
         self._start_next_group()
+
+    def _hand_over(self, results: list[Any], hand_off: HandOff | None, leased_at: float) -> None:
+        """Pass the worker what the group leased to it, and wake it if a claim could take more.
+
+        Deliveries are handed over even where the client has gone away: they are stored.
+        """
+        stored = [result for result in results if isinstance(result, usage_store.MeteredBatch)]
+        leased = [delivery for batch in stored for delivery in batch.leased]
+        if leased and self._worker is not None:
+            self._worker.accept(leased, leased_at)
+        deliveries = sum(batch.delivery_count for batch in stored)
+        if deliveries > len(leased) and (hand_off is None or hand_off.leaves_claimable(deliveries)):
+            self._wake()

@@ -152,7 +152,7 @@ class DeliveryWorker:
         """
         if not self._accepting or self._stopping.is_set() or self._write_failures:
             return None
-        room = min(self._queue_limit - len(self._queue), CLAIM_BATCH_SIZE)
+        room = self._queue_limit - len(self._queue)
         if room <= 0:
             return None
         quotas = self._throttles.claim_quotas(time.monotonic(), self._queue.counts())

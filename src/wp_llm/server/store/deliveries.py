@@ -75,10 +75,14 @@ class HandOff:
     default_quota: int
     concurrency_factor: int
     taken: dict[str, int] = field(default_factory=dict)
+    # Deliveries the hand-off was offered, and whether it turned any down for want of room.
+    considered: int = 0
+    short_of_room: bool = False
 
     def take(self, webhook_id: str, max_concurrency: int | None) -> bool:
         """Count one delivery to the webhook, or return False when the room or its quota is full."""
         if self.room <= 0:
+            self.short_of_room = True
             return False
         quota = _quota_of(
             webhook_id, max_concurrency, self.quotas, self.default_quota, self.concurrency_factor
@@ -89,6 +93,20 @@ class HandOff:
         self.taken[webhook_id] = count + 1
         self.room -= 1
         return True
+
+    def withdraw(self) -> None:
+        """Lease nothing more, and have the deliveries left over claimed."""
+        self.room = 0
+        self.short_of_room = True
+
+    def leaves_claimable(self, delivery_count: int) -> bool:
+        """Return whether a claim could take some of `delivery_count` deliveries now.
+
+        Deliveries the hand-off turned down for their webhook's quota, open circuit or
+        pause, a claim would skip as well. Only those it had no room for, or never saw,
+        are worth waking the worker for.
+        """
+        return self.short_of_room or delivery_count > self.considered
 
 
 @dataclass(frozen=True)

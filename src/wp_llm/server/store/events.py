@@ -131,6 +131,7 @@ def _lease_to(
     Return the leased deliveries by event id, ready to send.
     """
     now = ids.now_ms()
+    hand_off.considered += sum(len(rows) for _, rows in rows_of_events)
     target_ids = sorted({row["webhook_id"] for _, rows in rows_of_events for row in rows})
     ready = {
         row["id"]: row

@@ -343,6 +343,8 @@ def publish_metered_group(
                 extra={"requests": len(group), "error": str(error)[:200]},
             )
             # The rolled-back transaction used up some of the room, so the worker claims these.
+            if hand_off is not None:
+                hand_off.withdraw()
             hand_off = None
     results: list[MeteredBatch | Exception] = []
     for request in group:
