@@ -15,6 +15,7 @@ from tests.conftest import Account
 from tests.e2e.helpers import create_webhook, publish, wait_for_delivery
 from tests.engine.helpers import wait_until, webhook_of
 from tests.engine.servers import ScriptedReceiver, answer
+from wp_llm import catalog
 
 URL = "https://example.com/hook"
 SETTINGS: dict[str, Any] = {
@@ -171,3 +172,24 @@ def test_update_takes_effect_on_next_claim(
         publish(account.client, "generation.completed")
     wait_until(lambda: len(receiver.requests) >= 4)
     assert receiver.max_in_flight == 1
+
+
+def test_rate_limit_paces_without_polling(
+    make_service: Callable[..., Any], scripted: Callable[..., ScriptedReceiver]
+) -> None:
+    # A poll far longer than the test: only the rate limit's own timing may start deliveries.
+    service = make_service(env={"WP_LLM_POLL_INTERVAL": "60s"})
+    receiver = scripted()
+    with service.client(service.create_key()) as client:
+        # The window fills before the bucket empties, so the rate blocks while none are open.
+        create_webhook(client, receiver.url, rate_limit=5, max_concurrency=2)
+        data = dict(catalog.EVENT_TYPES["generation.completed"].example)
+        events = [{"type": "generation.completed", "data": data} for _ in range(10)]
+        response = client.post("/v1/events/batch", json={"events": events})
+        assert response.status_code == 201, response.text
+
+    requests = receiver.wait_for(10, timeout=10)
+
+    times = sorted(request.received_at for request in requests)
+    # The bucket holds five, then one more may start every 0.2 s: about a second in all.
+    assert 0.8 <= times[-1] - times[0] < 5

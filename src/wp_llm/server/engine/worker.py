@@ -129,6 +129,8 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         # Whether publishes in this process may hand deliveries over: only while sending.
         self._accepting = False
+        # Per webhook, the timer that starts its waiting deliveries once its budget allows.
+        self._dispatch_timers: dict[str, asyncio.TimerHandle] = {}
         self._stop_deadline = 0.0
         self._claim_failures = 0
         self._write_failures = 0
@@ -351,6 +353,25 @@ class DeliveryWorker:
         if started and self._queue.waiting(webhook_id) <= int(throttle.window):
             # Down to its last window of waiting deliveries: claim more in time.
             self._refill.set()
+        if self._queue.waiting(webhook_id):
+            self._dispatch_when_ready(webhook_id, throttle.ready_at(now), now)
+
+    def _dispatch_when_ready(self, webhook_id: str, ready_at: float | None, now: float) -> None:
+        """Try the webhook again when its rate limit or pause next lets a delivery start.
+
+        Without this, a delivery that finished while its endpoint was out of tokens left
+        the waiting ones to the next poll.
+        """
+        if ready_at is None or webhook_id in self._dispatch_timers:
+            return
+
+        def dispatch() -> None:
+            self._dispatch_timers.pop(webhook_id, None)
+            self._dispatch(webhook_id)
+
+        self._dispatch_timers[webhook_id] = self._loop.call_later(
+            max(ready_at - now, 0.0), dispatch
+        )
 
     def _launch(
         self, delivery: delivery_store.ClaimedDelivery, throttle: EndpointThrottle, now: float
