@@ -191,5 +191,5 @@ def test_rate_limit_paces_without_polling(
     requests = receiver.wait_for(10, timeout=10)
 
     times = sorted(request.received_at for request in requests)
-    # The bucket holds five, then one more may start every 0.2 s: about a second in all.
+    # The bucket has five tokens, then one more may start every 0.2 s: about a second in all.
     assert 0.8 <= times[-1] - times[0] < 5

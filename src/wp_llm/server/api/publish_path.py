@@ -29,7 +29,7 @@ from wp_llm.server.api.context import ServiceContext, authenticate
 from wp_llm.server.api.errors import database_unavailable_response, service_error_response
 from wp_llm.server.api.events import checked_event, publish_grouped, resolved_account
 from wp_llm.server.api.payload_checks import UnstorableValueError, check_value
-from wp_llm.server.api.request_guard import first_header, is_json
+from wp_llm.server.api.request_guard import first_header, is_json, replay_body
 from wp_llm.server.errors import ServiceError
 
 PATH = "/v1/events"
@@ -86,7 +86,7 @@ class PublishPathMiddleware:
         if _takes_direct_path(scope, message, body):
             event = simple_event(body)
         if event is None:
-            await self.app(scope, _replay(message, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         state = scope.setdefault("state", {})
         context: ServiceContext = scope["app"].state.context
@@ -125,15 +125,3 @@ def _takes_direct_path(scope: Scope, message: Message, body: bytes) -> bool:
     if message.get("more_body", False) or len(body) > MAX_DIRECT_BYTES:
         return False
     return is_json(first_header(scope, b"content-type") or "")
-
-
-def _replay(message: Message, original: Receive) -> Receive:
-    """Hand the route the message already read, then the client's later messages."""
-    pending: list[Message] = [message]
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop()
-        return await original()
-
-    return receive

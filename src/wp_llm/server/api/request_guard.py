@@ -92,7 +92,7 @@ class RequestGuardMiddleware:
             message = "Send the body as JSON with 'Content-Type: application/json'."
             await self._reject(scope, send, 415, "unsupported_media_type", "Content-Type", message)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """Read the whole body, or return None as soon as it passes the limit.
@@ -152,7 +152,7 @@ class RequestGuardMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _replay(body: bytes, original: Receive) -> Receive:
+def replay_body(body: bytes, original: Receive) -> Receive:
     """Hand the buffered body to the app, then pass on the client's real disconnect."""
     sent = False
 

@@ -74,7 +74,8 @@ class HandOff:
     quotas: Mapping[str, int]
     default_quota: int
     concurrency_factor: int
-    taken: dict[str, int] = field(default_factory=dict)
+    # Deliveries leased so far, per webhook.
+    leased_per_webhook: dict[str, int] = field(default_factory=dict)
     # Deliveries the hand-off was offered, and whether it turned any down for want of room.
     considered: int = 0
     short_of_room: bool = False
@@ -87,10 +88,10 @@ class HandOff:
         quota = _quota_of(
             webhook_id, max_concurrency, self.quotas, self.default_quota, self.concurrency_factor
         )
-        count = self.taken.get(webhook_id, 0)
+        count = self.leased_per_webhook.get(webhook_id, 0)
         if count >= quota:
             return False
-        self.taken[webhook_id] = count + 1
+        self.leased_per_webhook[webhook_id] = count + 1
         self.room -= 1
         return True
 
