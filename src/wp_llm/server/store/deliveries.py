@@ -13,19 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Engine,
-    String,
-    and_,
-    bindparam,
-    case,
     exists,
     func,
-    insert,
     or_,
     select,
-    text,
     update,
 )
 
@@ -33,6 +26,7 @@ from wp_llm.server import ids
 from wp_llm.server.db.schema import attempts, deliveries, events, webhooks
 from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceConflict, ResourceNotFound
+from wp_llm.server.store.engine_sql import statements_for
 from wp_llm.server.store.pagination import Page, fetch_page
 from wp_llm.server.store.webhooks import Endpoint, endpoint_of
 
@@ -177,37 +171,54 @@ def claim_due(
     workers claim disjoint batches instead of waiting on each other. On SQLite the
     single writer lock gives the same guarantee.
     """
-    candidates = (
-        select(deliveries.c.id, deliveries.c.webhook_id, webhooks.c.max_concurrency)
-        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-        .where(
-            *_claimable(now),
-            webhooks.c.enabled.is_(True),
-            webhooks.c.circuit_state == "closed",
-            or_(webhooks.c.paused_until.is_(None), webhooks.c.paused_until <= now),
-        )
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit * CLAIM_SCAN_FACTOR)
-        .with_for_update(of=deliveries, skip_locked=True)
-    )
-    if exclude_webhooks:
-        candidates = candidates.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
-
     with engine.begin() as connection:
+        statements = statements_for(connection.dialect.name)
         # Quotas are applied here rather than in SQL: on SQLite, ranking the rows with a
         # window function made a claim of 256 rows take 7.6 ms instead of about 2 ms.
-        scanned = connection.execute(candidates).all()
+        scanned = connection.exec_driver_sql(
+            *statements.candidates(now, list(exclude_webhooks), limit * CLAIM_SCAN_FACTOR)
+        ).all()
         chosen = _within_quotas(scanned, limit, quotas or {}, default_quota, concurrency_factor)
         if not chosen:
             return []
-        claim = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(chosen))
-            .values(lease_until=now + lease_ms, lease_owner=owner)
-            .returning(*_CLAIMED_COLUMNS)
+        # Oldest due first, as chosen: RETURNING gives no order.
+        position = {delivery_id: index for index, delivery_id in enumerate(chosen)}
+        leased = sorted(
+            connection.exec_driver_sql(*statements.lease(chosen, now + lease_ms, owner)),
+            key=lambda row: position[row[0]],
         )
-        claimed = list(connection.execute(claim).mappings())
-        return _load_claimed(connection, claimed, probe=False)
+        event_ids = list({row[2] for row in leased})
+        bodies: dict[str, bytes] = dict(
+            connection.exec_driver_sql(*statements.bodies(event_ids)).all()
+        )
+        targets = _targets(connection, {row[4] for row in leased})
+        return [
+            ClaimedDelivery(
+                id=delivery_id,
+                account_id=account_id,
+                event_id=event_id,
+                event_type=event_type,
+                webhook_id=webhook_id,
+                attempt_count=attempt_count,
+                url=targets[webhook_id][0],
+                secrets_json=targets[webhook_id][1],
+                body=bytes(bodies[event_id]),
+                endpoint=targets[webhook_id][2],
+            )
+            for delivery_id, account_id, event_id, event_type, webhook_id, attempt_count in leased
+        ]
+
+
+def _targets(
+    connection: Connection, webhook_ids: Collection[str]
+) -> dict[str, tuple[str, str, Endpoint]]:
+    """Return each webhook's URL, sealed secrets and delivery settings."""
+    return {
+        row["id"]: (row["url"], row["secrets"], endpoint_of(row))
+        for row in connection.execute(
+            select(webhooks).where(webhooks.c.id.in_(list(webhook_ids)))
+        ).mappings()
+    }
 
 
 def _within_quotas(
@@ -300,12 +311,7 @@ def _load_claimed(
             )
         ).all()
     )
-    targets = {
-        row["id"]: (row["url"], row["secrets"], endpoint_of(row))
-        for row in connection.execute(
-            select(webhooks).where(webhooks.c.id.in_({row["webhook_id"] for row in claimed}))
-        ).mappings()
-    }
+    targets = _targets(connection, {row["webhook_id"] for row in claimed})
     return [
         ClaimedDelivery(
             id=row["id"],
@@ -356,39 +362,6 @@ def release_leases(engine: Engine, *, owner: str, delivery_ids: Sequence[str]) -
         )
 
 
-_RECORD_DELIVERY = (
-    update(deliveries)
-    .where(
-        deliveries.c.id == bindparam("b_id"),
-        or_(
-            and_(
-                deliveries.c.lease_owner == bindparam("b_owner"), deliveries.c.status == "pending"
-            ),
-            # Deleting the webhook cancelled the delivery while this attempt was in flight:
-            # the attempt still counts, but the delivery stays cancelled.
-            and_(deliveries.c.lease_owner.is_(None), deliveries.c.status == "cancelled"),
-        ),
-    )
-    .values(
-        status=case(
-            (deliveries.c.status == "cancelled", "cancelled"),
-            else_=bindparam("b_status", type_=String()),
-        ),
-        attempt_count=deliveries.c.attempt_count + bindparam("b_spent"),
-        next_attempt_at=case(
-            (deliveries.c.status == "cancelled", None),
-            else_=bindparam("b_next", type_=BigInteger()),
-        ),
-        lease_until=None,
-        lease_owner=None,
-        last_status_code=bindparam("b_code"),
-        last_error=bindparam("b_error"),
-        last_attempt_at=bindparam("b_at"),
-        updated=bindparam("b_at"),
-    )
-)
-
-
 def record_attempts(engine: Engine, *, owner: str, records: Sequence[AttemptRecord]) -> None:
     """Store a batch of attempts and move each delivery on, in one transaction.
 
@@ -397,74 +370,9 @@ def record_attempts(engine: Engine, *, owner: str, records: Sequence[AttemptReco
     """
     if not records:
         return
-    attempt_rows = [
-        {
-            "id": ids.new_id(ids.ATTEMPT),
-            "delivery_id": r.delivery_id,
-            "webhook_id": r.webhook_id,
-            "account_id": r.account_id,
-            "attempted_at": r.attempted_at,
-            "outcome": "succeeded" if r.succeeded else "failed",
-            "status_code": r.status_code,
-            "latency_ms": r.latency_ms,
-            "error": r.error,
-            "response_body": r.response_body,
-            "response_truncated": r.response_truncated,
-        }
-        for r in records
-    ]
-    delivery_rows = [
-        {
-            "b_id": r.delivery_id,
-            "b_owner": owner,
-            "b_status": r.next_status,
-            "b_next": r.next_attempt_at,
-            "b_code": r.status_code,
-            "b_error": r.error,
-            "b_at": r.attempted_at,
-            "b_spent": 1 if r.spends_attempt else 0,
-        }
-        for r in records
-    ]
     with engine.begin() as connection:
-        connection.execute(insert(attempts), attempt_rows)
-        if connection.dialect.name == "postgresql":
-            connection.execute(_RECORD_DELIVERIES_POSTGRESQL, _as_columns(delivery_rows))
-        else:
-            connection.execute(_RECORD_DELIVERY, delivery_rows)
-
-
-# The same change as `_RECORD_DELIVERY`, for a whole batch in one statement. On
-# PostgreSQL, 256 single-row UPDATEs took longer than the INSERT of their 256 attempts.
-_RECORD_DELIVERIES_POSTGRESQL = text(
-    """
-    UPDATE deliveries AS d SET
-        status = CASE WHEN d.status = 'cancelled' THEN 'cancelled' ELSE b.status END,
-        attempt_count = d.attempt_count + b.spent,
-        next_attempt_at = CASE WHEN d.status = 'cancelled' THEN NULL ELSE b.next_at END,
-        lease_until = NULL,
-        lease_owner = NULL,
-        last_status_code = b.code,
-        last_error = b.error,
-        last_attempt_at = b.at,
-        updated = b.at
-    FROM unnest(
-        CAST(:b_id AS text[]), CAST(:b_status AS text[]), CAST(:b_spent AS int[]),
-        CAST(:b_next AS bigint[]), CAST(:b_code AS int[]), CAST(:b_error AS text[]),
-        CAST(:b_at AS bigint[])
-    ) AS b(id, status, spent, next_at, code, error, at)
-    WHERE d.id = b.id
-      AND ((d.lease_owner = :b_owner AND d.status = 'pending')
-           OR (d.lease_owner IS NULL AND d.status = 'cancelled'))
-    """
-)
-
-
-def _as_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Turn rows of parameters into one list per parameter, for `unnest`."""
-    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in rows[0]}
-    columns["b_owner"] = rows[0]["b_owner"]
-    return columns
+        for statement in statements_for(connection.dialect.name).record(records, owner):
+            connection.exec_driver_sql(*statement)
 
 
 def _not_found(delivery_id: str) -> ResourceNotFound:
