@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from ulid import ULID
 
 from wp_llm.server import ids
 from wp_llm.server.db.schema import attempts, deliveries, events, maintenance_runs
@@ -49,7 +48,7 @@ def expiry_bound(cutoff_ms: int) -> str:
     Event ids are ULIDs, which start with their creation time in ms, so every event
     created before the cutoff has a smaller id, and the primary key finds them all.
     """
-    return f"{ids.EVENT}_{ULID.from_bytes(cutoff_ms.to_bytes(6, 'big') + bytes(10))}"
+    return ids.first_id_at(ids.EVENT, cutoff_ms)
 
 
 def claim_purge_run(engine: Engine, *, now_ms: int, interval_ms: int) -> bool:
