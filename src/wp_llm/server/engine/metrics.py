@@ -9,6 +9,7 @@ rows on every scrape costs a table scan on a large queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Literal
 
@@ -67,10 +68,18 @@ OPEN_CIRCUITS = Gauge(
 DISABLED_WEBHOOKS = Gauge("wp_llm_webhooks_disabled", "Disabled webhooks, sampled.")
 
 
+@functools.cache
+def _attempt_counters(kind: str, outcome: DeliveryOutcome) -> tuple[Counter, Counter]:
+    # Looking a labelled child up takes a lock and two dict lookups; once per attempt it
+    # cost more than the increment itself.
+    return ATTEMPT_RESULTS.labels(result=kind), DELIVERY_OUTCOMES.labels(outcome=outcome)
+
+
 def observe_attempt(result: SendResult, outcome: DeliveryOutcome) -> None:
     kind = "success" if result.succeeded else result.failure or "http_error"
-    ATTEMPT_RESULTS.labels(result=kind).inc()
-    DELIVERY_OUTCOMES.labels(outcome=outcome).inc()
+    attempts, outcomes = _attempt_counters(kind, outcome)
+    attempts.inc()
+    outcomes.inc()
     ATTEMPT_SECONDS.observe(result.latency_ms / 1000)
 
 

@@ -82,6 +82,8 @@ def log_outcome(
     delivery: ClaimedDelivery, result: SendResult, record: AttemptRecord, outcome: DeliveryOutcome
 ) -> None:
     """Log one attempt with its ids, at a level that follows the outcome (error only when final)."""
+    if outcome == "succeeded" and not logger.isEnabledFor(logging.DEBUG):
+        return
     fields: dict[str, Any] = {
         "delivery_id": delivery.id,
         "event_id": delivery.event_id,
