@@ -178,6 +178,20 @@ async def test_sender_sends_host_header_of_url(serve: list[ScriptedReceiver]) ->
     assert resolver.lookups == [TEST_HOST]
 
 
+async def test_sender_keeps_no_cookies(serve: list[ScriptedReceiver]) -> None:
+    # Webhooks of different accounts may share a host: a cookie one endpoint sets must
+    # never travel with a later delivery.
+    receiver = start(serve, answer(204, headers={"Set-Cookie": "session=account-a; Path=/"}))
+    resolver = FixedResolver(["127.0.0.1"])
+    async with Sender(
+        LOOPBACK_ONLY, timeout=TIMEOUT_SECONDS, body_limit=BODY_LIMIT, resolver=resolver
+    ) as sender:
+        first = await sender.send(f"http://{TEST_HOST}:{receiver.port}/a", b"{}", {})
+        second = await sender.send(f"http://{TEST_HOST}:{receiver.port}/b", b"{}", {})
+    assert first.succeeded and second.succeeded
+    assert [request.headers.get("cookie") for request in receiver.requests] == [None, None]
+
+
 async def test_sender_sends_tls_server_name_of_url(serve: list[ScriptedReceiver]) -> None:
     certificates = issue_certificates(TEST_HOST)
     receiver = start(serve, ssl_context=certificates.server)
