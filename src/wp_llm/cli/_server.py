@@ -160,7 +160,7 @@ def serve(
         run_worker=worker,
     )
     uvicorn.run(
-        create_app(settings, _context(settings)),
+        create_app(settings, _context(settings), tune_gc=True),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -178,6 +178,7 @@ def run_worker(
 ) -> None:
     """Run only the delivery engine; start as many as you need against one database."""
     from wp_llm.server.engine.worker import DeliveryWorker
+    from wp_llm.server.gc_tuning import freeze_startup_objects
 
     _configure_logging(log_level)
     settings = _settings(
@@ -191,6 +192,7 @@ def run_worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+        freeze_startup_objects()
         await worker.run()
 
     with _event_loop_runner() as runner:

@@ -28,6 +28,7 @@ from wp_llm.server.db.engine import create_db_engine, migrate
 from wp_llm.server.engine import metrics
 from wp_llm.server.engine.netguard import AddressPolicy
 from wp_llm.server.engine.worker import STOP_WRITE_SECONDS, DeliveryWorker
+from wp_llm.server.gc_tuning import freeze_startup_objects
 from wp_llm.server.usage.clock import create_clock
 from wp_llm.server.usage.guard import RateLimitGuard
 from wp_llm.server.usage.limiters import create_rate_limiter
@@ -68,8 +69,15 @@ def telemetry_config(environment: Mapping[str, str]) -> TelemetryConfig | None:
     return {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings, context: ServiceContext | None = None) -> FastAPI:
-    """Build the API; the database is migrated when the app starts."""
+def create_app(
+    settings: Settings, context: ServiceContext | None = None, *, tune_gc: bool = False
+) -> FastAPI:
+    """Build the API; the database is migrated when the app starts.
+
+    With `tune_gc`, as `wp-llm serve` runs it, the garbage collector stops scanning
+    what start-up built (see `gc_tuning`). Apps embedded in another process leave
+    that process's collector alone.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +92,8 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
             worker_task = asyncio.create_task(worker.run())
         sampling = metrics.sample_database(ctx.engine, settings.metrics_interval)
         sampler = asyncio.create_task(sampling)
+        if tune_gc:
+            freeze_startup_objects()
         logger.info(
             "api started",
             extra={"database": ctx.engine.dialect.name, "worker": settings.run_worker},
