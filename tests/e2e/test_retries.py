@@ -37,6 +37,18 @@ def test_server_errors_follow_the_schedule(account: Account, receiver: Receiver)
     assert [a["outcome"] for a in delivery["attempts"]] == ["failed", "failed", "succeeded"]
 
 
+def test_nul_in_response_body_is_stored(account: Account, receiver: Receiver) -> None:
+    # PostgreSQL text cannot hold NUL: the stored body gets U+FFFD in its place, and the
+    # attempt is recorded like any other.
+    receiver.reply_with(Reply(500, body=b"bad\x00body"))
+    create_webhook(account.client, receiver.url)
+    event = publish(account.client, "generation.completed")
+    delivery = wait_for_delivery(account.client, event["id"], timeout=30)
+    assert delivery["status"] == "succeeded"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 204]
+    assert delivery["attempts"][0]["response_body"] == "bad\ufffdbody"
+
+
 def test_timeout_is_recorded_and_retried(account: Account, receiver: Receiver) -> None:
     receiver.reply_with(Reply(204, delay=3.0))
     create_webhook(account.client, receiver.url)

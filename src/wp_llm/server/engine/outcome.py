@@ -34,6 +34,17 @@ class RetryPolicies:
         return policy
 
 
+def storable(text: str | None) -> str | None:
+    """Return text that every database can store: PostgreSQL rejects NUL in text columns.
+
+    One NUL in an endpoint's answer made the whole batch of attempts fail to record, so
+    the worker stopped claiming until it restarted.
+    """
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
+
+
 def attempt_record(
     delivery: ClaimedDelivery, result: SendResult, policy: RetryPolicy, attempted_at: int
 ) -> AttemptRecord:
@@ -60,8 +71,8 @@ def attempt_record(
         attempted_at=attempted_at,
         latency_ms=result.latency_ms,
         status_code=result.status_code,
-        error=result.error,
-        response_body=result.response_body,
+        error=storable(result.error),
+        response_body=storable(result.response_body),
         response_truncated=result.response_truncated,
         succeeded=result.succeeded,
         next_status=next_status,
