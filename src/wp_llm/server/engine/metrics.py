@@ -70,8 +70,8 @@ DISABLED_WEBHOOKS = Gauge("wp_llm_webhooks_disabled", "Disabled webhooks, sample
 
 @functools.cache
 def _attempt_counters(kind: str, outcome: DeliveryOutcome) -> tuple[Counter, Counter]:
-    # Looking a labelled child up takes a lock and two dict lookups; once per attempt it
-    # cost more than the increment itself.
+    # Looking up a labelled child takes a lock and two dict lookups. Once per attempt,
+    # that cost more than the increment itself.
     return ATTEMPT_RESULTS.labels(result=kind), DELIVERY_OUTCOMES.labels(outcome=outcome)
 
 

@@ -37,7 +37,7 @@ class RetryPolicies:
 def storable(text: str | None) -> str | None:
     """Return text that every database can store: PostgreSQL rejects NUL in text columns.
 
-    One NUL in an endpoint's answer made the whole batch of attempts fail to record, so
+    One NUL in an endpoint's response made the whole batch of attempts fail to record, so
     the worker stopped claiming until it restarted.
     """
     if text is None or "\x00" not in text:

@@ -74,9 +74,9 @@ DB_THREADS = 2
 # attempts and hand back leases before it exits anyway.
 STOP_WRITE_SECONDS = 5.0
 # How long finished attempts wait to be written together. Each write is a transaction
-# that holds SQLite's write lock, and publishes in the same process queue behind it:
-# at 1,000 events/s, 5 ms made 200 writes a second and a median publish of 14 ms,
-# where 20 ms made 50 writes and 10.5 ms.
+# that holds SQLite's write lock, and publishes in the same process queue behind it.
+# At 1,000 events/s, 5 ms made 200 writes a second and a median publish of 14 ms.
+# With 20 ms it was 50 writes and 10.5 ms.
 FLUSH_MAX_WAIT_SECONDS = 0.02
 # One endpoint may use at most 1/n of the worker's max_in_flight slots.
 MAX_SHARE_DIVISOR = 2

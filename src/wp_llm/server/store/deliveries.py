@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from wp_llm.server import ids
-from wp_llm.server.db.schema import attempts, deliveries, events, webhooks
+from wp_llm.server.db.schema import attempts, deliveries, webhooks
 from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceConflict, ResourceNotFound
 from wp_llm.server.store.engine_sql import statements_for
@@ -187,26 +187,7 @@ def claim_due(
             connection.exec_driver_sql(*statements.lease(chosen, now + lease_ms, owner)),
             key=lambda row: position[row[0]],
         )
-        event_ids = list({row[2] for row in leased})
-        bodies: dict[str, bytes] = dict(
-            connection.exec_driver_sql(*statements.bodies(event_ids)).all()
-        )
-        targets = _targets(connection, {row[4] for row in leased})
-        return [
-            ClaimedDelivery(
-                id=delivery_id,
-                account_id=account_id,
-                event_id=event_id,
-                event_type=event_type,
-                webhook_id=webhook_id,
-                attempt_count=attempt_count,
-                url=targets[webhook_id][0],
-                secrets_json=targets[webhook_id][1],
-                body=bytes(bodies[event_id]),
-                endpoint=targets[webhook_id][2],
-            )
-            for delivery_id, account_id, event_id, event_type, webhook_id, attempt_count in leased
-        ]
+        return _load_claimed(connection, leased, probe=False)
 
 
 def _targets(
@@ -279,7 +260,7 @@ def claim_probes(
         .returning(webhooks.c.id)
     )
     with engine.begin() as connection:
-        claimed: list[Mapping[Any, Any]] = []
+        claimed: list[Sequence[Any]] = []
         for webhook_id in connection.execute(due_probe).scalars().all():
             oldest = (
                 select(deliveries.c.id)
@@ -294,39 +275,35 @@ def claim_probes(
                 .values(lease_until=now + lease_ms, lease_owner=owner)
                 .returning(*_CLAIMED_COLUMNS)
             )
-            claimed.extend(connection.execute(claim).mappings())
+            claimed.extend(connection.execute(claim).all())
         return _load_claimed(connection, claimed, probe=True)
 
 
 def _load_claimed(
-    connection: Connection, claimed: Sequence[Mapping[Any, Any]], *, probe: bool
+    connection: Connection, claimed: Sequence[Sequence[Any]], *, probe: bool
 ) -> list[ClaimedDelivery]:
-    """Add each claimed row's event body and webhook to it."""
+    """Build deliveries from claimed rows in `_CLAIMED_COLUMNS` order, with bodies and webhooks."""
     if not claimed:
         return []
-    bodies = dict(
-        connection.execute(
-            select(events.c.id, events.c.body).where(
-                events.c.id.in_({row["event_id"] for row in claimed})
-            )
-        ).all()
-    )
-    targets = _targets(connection, {row["webhook_id"] for row in claimed})
+    statements = statements_for(connection.dialect.name)
+    event_ids = list({row[2] for row in claimed})
+    bodies: dict[str, bytes] = dict(connection.exec_driver_sql(*statements.bodies(event_ids)).all())
+    targets = _targets(connection, {row[4] for row in claimed})
     return [
         ClaimedDelivery(
-            id=row["id"],
-            account_id=row["account_id"],
-            event_id=row["event_id"],
-            event_type=row["event_type"],
-            webhook_id=row["webhook_id"],
-            attempt_count=row["attempt_count"],
-            url=targets[row["webhook_id"]][0],
-            secrets_json=targets[row["webhook_id"]][1],
-            body=bytes(bodies[row["event_id"]]),
-            endpoint=targets[row["webhook_id"]][2],
+            id=delivery_id,
+            account_id=account_id,
+            event_id=event_id,
+            event_type=event_type,
+            webhook_id=webhook_id,
+            attempt_count=attempt_count,
+            url=targets[webhook_id][0],
+            secrets_json=targets[webhook_id][1],
+            body=bytes(bodies[event_id]),
+            endpoint=targets[webhook_id][2],
             probe=probe,
         )
-        for row in claimed
+        for delivery_id, account_id, event_id, event_type, webhook_id, attempt_count in claimed
     ]
 
 

@@ -102,6 +102,7 @@ _CANDIDATES = """
     ORDER BY d.next_attempt_at
     LIMIT {limit}
 """
+# In the order of `_CLAIMED_COLUMNS` in deliveries.py, which `_load_claimed` reads.
 _LEASED_COLUMNS = "id, account_id, event_id, event_type, webhook_id, attempt_count"
 
 
