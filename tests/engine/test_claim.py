@@ -97,6 +97,60 @@ def test_claim_reaches_past_excluded_backlog(engine: Engine, account_id: str) ->
     assert counts == Counter({newer: 1})
 
 
+def set_due_times(engine: Engine, due: dict[str, int]) -> None:
+    with engine.begin() as connection:
+        for delivery_id, at in due.items():
+            connection.execute(
+                update(deliveries).where(deliveries.c.id == delivery_id).values(next_attempt_at=at)
+            )
+
+
+def test_claim_takes_oldest_due_within_quotas_in_due_order(engine: Engine, account_id: str) -> None:
+    first = add_webhook(engine, account_id, ["analysis.*"])
+    second = add_webhook(engine, account_id, ["generation.*"], max_concurrency=1)
+    third = add_webhook(engine, account_id, ["training.*"])
+    publish(engine, account_id, "analysis.completed", 6)
+    publish(engine, account_id, "generation.completed", 6)
+    publish(engine, account_id, "training.completed", 6)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(deliveries.c.id, deliveries.c.webhook_id).order_by(deliveries.c.id)
+        ).all()
+    # Due in turns, one of each webhook at a time: first, second, third, first, ...
+    by_webhook = {
+        webhook_id: [row.id for row in rows if row.webhook_id == webhook_id]
+        for webhook_id in (first, second, third)
+    }
+    turns = [ids_[turn] for turn in range(6) for ids_ in by_webhook.values()]
+    now = ids.now_ms()
+    set_due_times(
+        engine, {delivery_id: now - 1_000 + index for index, delivery_id in enumerate(turns)}
+    )
+
+    # Quotas: first 2 as asked, second its max_concurrency times the factor (2), third
+    # the default (3). The limit of 7 leaves room for all of them.
+    claimed = claim(
+        engine, now=now, limit=7, quotas={first: 2}, default_quota=3, concurrency_factor=2
+    )
+
+    f, s, t = by_webhook[first], by_webhook[second], by_webhook[third]
+    expected = [f[0], s[0], t[0], f[1], s[1], t[1], t[2]]
+    assert [delivery.id for delivery in claimed] == expected
+    with engine.connect() as connection:
+        leased = connection.execute(
+            select(deliveries.c.id).where(deliveries.c.lease_owner == "worker-a")
+        ).scalars()
+        assert set(leased) == set(expected)
+
+
+def test_claim_carries_each_event_body(engine: Engine, account_id: str) -> None:
+    add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 3)
+    claimed = claim(engine, default_quota=8)
+    assert sorted(json.loads(delivery.body)["data"]["index"] for delivery in claimed) == [0, 1, 2]
+    assert len({delivery.event_id for delivery in claimed}) == 3
+
+
 def test_claim_skips_open_circuit(engine: Engine, account_id: str) -> None:
     failing = add_webhook(engine, account_id, ["*"])
     publish(engine, account_id, "generation.completed", 3)

@@ -154,7 +154,11 @@ def run_step(engine: Engine, statement: str, values: dict[str, int]) -> None:
 
 
 class RolledBackEngine:
-    """Stands in for an Engine: every transaction that a store function begins is rolled back."""
+    """Stands in for an Engine: every transaction that a store function begins is rolled back.
+
+    NOTE: statements that run outside a transaction still commit, as the claim does on
+    PostgreSQL, so the first run of the claim leases the rows it measures.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine

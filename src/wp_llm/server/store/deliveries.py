@@ -8,7 +8,8 @@ again, so every accepted event is delivered at least once.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from wp_llm.server import ids
 from wp_llm.server.db.schema import attempts, deliveries, webhooks
 from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceConflict, ResourceNotFound
-from wp_llm.server.store.engine_sql import statements_for
+from wp_llm.server.store.engine_sql import PostgreSQLStatements, statements_for
 from wp_llm.server.store.pagination import Page, fetch_page
 from wp_llm.server.store.webhooks import Endpoint, endpoint_of
 
@@ -171,8 +172,21 @@ def claim_due(
     workers claim disjoint batches instead of waiting on each other. On SQLite the
     single writer lock gives the same guarantee.
     """
+    statements = statements_for(engine.dialect.name)
+    if isinstance(statements, PostgreSQLStatements):
+        return _claim_due_postgresql(
+            engine,
+            statements,
+            owner=owner,
+            limit=limit,
+            lease_ms=lease_ms,
+            now=now,
+            exclude_webhooks=exclude_webhooks,
+            quotas=quotas or {},
+            default_quota=default_quota,
+            concurrency_factor=concurrency_factor,
+        )
     with engine.begin() as connection:
-        statements = statements_for(connection.dialect.name)
         # Quotas are applied here rather than in SQL: on SQLite, ranking the rows with a
         # window function made a claim of 256 rows take 7.6 ms instead of about 2 ms.
         scanned = connection.exec_driver_sql(
@@ -188,6 +202,48 @@ def claim_due(
             key=lambda row: position[row[0]],
         )
         return _load_claimed(connection, leased, probe=False)
+
+
+def _claim_due_postgresql(
+    engine: Engine,
+    statements: PostgreSQLStatements,
+    *,
+    owner: str,
+    limit: int,
+    lease_ms: int,
+    now: int,
+    exclude_webhooks: Collection[str],
+    quotas: Mapping[str, int],
+    default_quota: int,
+    concurrency_factor: int,
+) -> list[ClaimedDelivery]:
+    """`claim_due` on PostgreSQL: one statement scans, applies the quotas and leases."""
+    claim = statements.claim(
+        now=now,
+        exclude_webhooks=list(exclude_webhooks),
+        scan_limit=limit * CLAIM_SCAN_FACTOR,
+        limit=limit,
+        lease_until=now + lease_ms,
+        owner=owner,
+        quotas=quotas,
+        default_quota=default_quota,
+        concurrency_factor=concurrency_factor,
+    )
+    with _each_statement_commits(engine) as connection:
+        # Oldest due first: RETURNING gives no order.
+        rows = sorted(connection.exec_driver_sql(*claim).all(), key=lambda row: (row[6], row[0]))
+        if not rows:
+            return []
+        targets = _targets(connection, {row[4] for row in rows})
+    return [_claimed(row[:6], row[7], targets, probe=False) for row in rows]
+
+
+@contextmanager
+def _each_statement_commits(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection without a transaction, for statements that are atomic on their own."""
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 def _targets(
@@ -289,22 +345,32 @@ def _load_claimed(
     event_ids = list({row[2] for row in claimed})
     bodies: dict[str, bytes] = dict(connection.exec_driver_sql(*statements.bodies(event_ids)).all())
     targets = _targets(connection, {row[4] for row in claimed})
-    return [
-        ClaimedDelivery(
-            id=delivery_id,
-            account_id=account_id,
-            event_id=event_id,
-            event_type=event_type,
-            webhook_id=webhook_id,
-            attempt_count=attempt_count,
-            url=targets[webhook_id][0],
-            secrets_json=targets[webhook_id][1],
-            body=bytes(bodies[event_id]),
-            endpoint=targets[webhook_id][2],
-            probe=probe,
-        )
-        for delivery_id, account_id, event_id, event_type, webhook_id, attempt_count in claimed
-    ]
+    return [_claimed(row, bodies[row[2]], targets, probe=probe) for row in claimed]
+
+
+def _claimed(
+    row: Sequence[Any],
+    body: bytes,
+    targets: Mapping[str, tuple[str, str, Endpoint]],
+    *,
+    probe: bool,
+) -> ClaimedDelivery:
+    """Build one delivery from a claimed row in `_CLAIMED_COLUMNS` order."""
+    delivery_id, account_id, event_id, event_type, webhook_id, attempt_count = row
+    url, secrets_json, endpoint = targets[webhook_id]
+    return ClaimedDelivery(
+        id=delivery_id,
+        account_id=account_id,
+        event_id=event_id,
+        event_type=event_type,
+        webhook_id=webhook_id,
+        attempt_count=attempt_count,
+        url=url,
+        secrets_json=secrets_json,
+        body=bytes(body),
+        endpoint=endpoint,
+        probe=probe,
+    )
 
 
 def extend_leases(
@@ -347,8 +413,13 @@ def record_attempts(engine: Engine, *, owner: str, records: Sequence[AttemptReco
     """
     if not records:
         return
+    statements = statements_for(engine.dialect.name)
+    if isinstance(statements, PostgreSQLStatements):
+        with _each_statement_commits(engine) as connection:
+            connection.exec_driver_sql(*statements.record(records, owner))
+        return
     with engine.begin() as connection:
-        for statement in statements_for(connection.dialect.name).record(records, owner):
+        for statement in statements.record(records, owner):
             connection.exec_driver_sql(*statement)
 
 

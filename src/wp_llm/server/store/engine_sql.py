@@ -17,7 +17,7 @@ batch is one call into SQLite instead of one per row.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from wp_llm.server import ids
@@ -92,7 +92,7 @@ _RECORD_WHERE = """
 # Due deliveries of enabled webhooks that no live worker leases, oldest due first.
 # Webhooks whose circuit is open or that asked for a pause wait.
 _CANDIDATES = """
-    SELECT d.id, d.webhook_id, w.max_concurrency
+    SELECT d.id, d.webhook_id, w.max_concurrency{extra_columns}
     FROM deliveries AS d JOIN webhooks AS w ON w.id = d.webhook_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= {now}
       AND (d.lease_until IS NULL OR d.lease_until < {now})
@@ -117,7 +117,7 @@ class SQLiteStatements:
         exclusion = ""
         if exclude_webhooks:
             exclusion = f"AND d.webhook_id NOT IN ({self._placeholders(len(exclude_webhooks))})"
-        sql = _CANDIDATES.format(now="?", exclusion=exclusion, limit="?")
+        sql = _CANDIDATES.format(extra_columns="", now="?", exclusion=exclusion, limit="?")
         return sql, (now, now, now, *exclude_webhooks, limit)
 
     def lease(self, delivery_ids: Sequence[str], lease_until: int, owner: str) -> Statement:
@@ -158,53 +158,106 @@ def _sqlite_record_sql(rows: int) -> tuple[str, str]:
 
 
 class PostgreSQLStatements:
-    """Statements with `%s` placeholders, where a batch travels as one array per column."""
+    """Statements in psycopg's placeholder style, where a batch travels as one array per column.
 
-    def candidates(self, now: int, exclude_webhooks: Sequence[str], limit: int) -> Statement:
-        exclusion = "AND NOT (d.webhook_id = ANY(%(excluded)s))" if exclude_webhooks else ""
-        # SKIP LOCKED: concurrent workers claim disjoint batches instead of waiting.
-        sql = (
-            _CANDIDATES.format(now="%(now)s", exclusion=exclusion, limit="%(limit)s")
-            + " FOR UPDATE OF d SKIP LOCKED"
-        )
-        return sql, {"now": now, "excluded": list(exclude_webhooks), "limit": limit}
+    The claim and the record are one statement each, so they run without a transaction
+    around them: one round trip instead of four to six. Between those round trips the
+    server sat idle, waiting for the worker's database thread to get the interpreter
+    lock back from the event loop, which sends. Arrays go in binary (`%b`), which
+    psycopg encodes in about half the time of their text form.
+    """
 
-    def lease(self, delivery_ids: Sequence[str], lease_until: int, owner: str) -> Statement:
-        sql = (
-            "UPDATE deliveries SET lease_until = %s, lease_owner = %s "
-            f"WHERE id = ANY(%s) RETURNING {_LEASED_COLUMNS}"
+    def claim(
+        self,
+        *,
+        now: int,
+        exclude_webhooks: Sequence[str],
+        scan_limit: int,
+        limit: int,
+        lease_until: int,
+        owner: str,
+        quotas: Mapping[str, int],
+        default_quota: int,
+        concurrency_factor: int,
+    ) -> Statement:
+        """Build the statement that leases due rows, each webhook up to its quota.
+
+        Its rows hold `_LEASED_COLUMNS`, then the due time and the event body. The quotas
+        are those of `_within_quotas` in deliveries.py, applied in SQL.
+        """
+        exclusion = "AND NOT (d.webhook_id = ANY(%(excluded)b))" if exclude_webhooks else ""
+        candidates = _CANDIDATES.format(
+            extra_columns=", d.next_attempt_at",
+            now="%(now)s",
+            exclusion=exclusion,
+            limit="%(scan_limit)s",
         )
-        return sql, (lease_until, owner, list(delivery_ids))
+        sql = _POSTGRESQL_CLAIM.format(candidates=candidates)
+        return sql, {
+            "now": now,
+            "excluded": list(exclude_webhooks),
+            "scan_limit": scan_limit,
+            "limit": limit,
+            "lease_until": lease_until,
+            "owner": owner,
+            "quota_webhooks": list(quotas),
+            "quota_counts": list(quotas.values()),
+            "default_quota": default_quota,
+            "factor": concurrency_factor,
+        }
 
     def bodies(self, event_ids: Sequence[str]) -> Statement:
-        return "SELECT id, body FROM events WHERE id = ANY(%s)", (list(event_ids),)
+        return "SELECT id, body FROM events WHERE id = ANY(%b)", (list(event_ids),)
 
-    def record(self, records: Sequence[AttemptRecord], owner: str) -> list[Statement]:
+    def record(self, records: Sequence[AttemptRecord], owner: str) -> Statement:
         attempt_columns = [list(column) for column in zip(*map(_attempt_row, records), strict=True)]
         delivery_columns = [
             list(column) for column in zip(*map(_delivery_row, records), strict=True)
         ]
-        return [
-            (_POSTGRESQL_INSERT_ATTEMPTS, tuple(attempt_columns)),
-            (_POSTGRESQL_RECORD_DELIVERIES, (*delivery_columns, owner)),
-        ]
+        return _POSTGRESQL_RECORD, (*attempt_columns, *delivery_columns, owner)
 
 
-_POSTGRESQL_INSERT_ATTEMPTS = f"""
-    INSERT INTO attempts ({ATTEMPT_COLUMNS})
-    SELECT * FROM unnest(
-        %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],
-        %s::int[], %s::int[], %s::text[], %s::text[], %s::boolean[]
+# SKIP LOCKED: concurrent workers claim disjoint batches instead of waiting. A webhook's
+# quota is the one asked for, else its max_concurrency times the factor, else the default.
+# The UPDATE takes the chosen ids as an array, which it looks up by primary key: joined
+# with `chosen` instead, it read the whole table (2 of the claim's 10 ms at 20,000 rows).
+_POSTGRESQL_CLAIM = f"""
+    WITH scanned AS ({{candidates}} FOR UPDATE OF d SKIP LOCKED),
+    ranked AS (
+        SELECT s.id, s.next_attempt_at,
+               row_number() OVER (
+                   PARTITION BY s.webhook_id ORDER BY s.next_attempt_at, s.id
+               ) AS position,
+               COALESCE(q.quota, s.max_concurrency * %(factor)s, %(default_quota)s) AS quota
+        FROM scanned AS s
+        LEFT JOIN unnest(%(quota_webhooks)b::text[], %(quota_counts)b::int[])
+            AS q(webhook_id, quota) ON q.webhook_id = s.webhook_id
+    ),
+    chosen AS (
+        SELECT id FROM ranked WHERE position <= quota
+        ORDER BY next_attempt_at, id
+        LIMIT %(limit)s
     )
+    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s
+    WHERE d.id = ANY(ARRAY(SELECT id FROM chosen))
+    RETURNING {", ".join("d." + column for column in _LEASED_COLUMNS.split(", "))},
+        d.next_attempt_at, (SELECT e.body FROM events AS e WHERE e.id = d.event_id)
 """
 # One UPDATE for the batch: 256 single-row UPDATEs took longer than the INSERT of their
-# 256 attempts.
-_POSTGRESQL_RECORD_DELIVERIES = f"""
+# 256 attempts. The INSERT runs as part of the same statement.
+_POSTGRESQL_RECORD = f"""
+    WITH inserted AS (
+        INSERT INTO attempts ({ATTEMPT_COLUMNS})
+        SELECT * FROM unnest(
+            %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[],
+            %b::int[], %b::int[], %b::text[], %b::text[], %b::boolean[]
+        )
+    )
     UPDATE deliveries AS d SET {_RECORD_SET}
     FROM unnest(
-        %s::text[], %s::text[], %s::int[], %s::bigint[], %s::int[], %s::text[], %s::bigint[]
+        %b::text[], %b::text[], %b::int[], %b::bigint[], %b::int[], %b::text[], %b::bigint[]
     ) AS b(id, status, spent, next_at, code, error, at)
-    WHERE {_RECORD_WHERE.format(owner="%s")}
+    WHERE {_RECORD_WHERE.format(owner="%b")}
 """
 
 Statements = SQLiteStatements | PostgreSQLStatements
