@@ -13,7 +13,7 @@ from wp_llm import _jsjson
 from wp_llm.catalog import matches
 from wp_llm.server import ids
 from wp_llm.server.db.schema import deliveries, events, webhooks
-from wp_llm.server.engine.notify import announce_deliveries
+from wp_llm.server.engine.notify import DELIVERY_CHANNEL, announce_deliveries
 from wp_llm.server.errors import ResourceNotFound
 from wp_llm.server.store.deliveries import ClaimedDelivery, HandOff
 from wp_llm.server.store.pagination import Page, fetch_page
@@ -55,6 +55,22 @@ _ENABLED_WEBHOOKS = select(webhooks.c.id, webhooks.c.events).where(
 )
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERIES = insert(deliveries)
+# The columns of the rows that `_event_rows` builds, in the order `_POSTGRESQL_INSERT` takes.
+_EVENT_COLUMNS = ("id", "account_id", "type", "created", "body")
+_DELIVERY_COLUMNS = (
+    "id",
+    "account_id",
+    "event_id",
+    "webhook_id",
+    "event_type",
+    "status",
+    "attempt_count",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_until",
+    "created",
+    "updated",
+)
 # Webhooks a hand-off may lease deliveries for: a claim would take them too.
 _READY_WEBHOOKS = select(webhooks).where(
     webhooks.c.id.in_(bindparam("ids", expanding=True)),
@@ -110,15 +126,54 @@ def insert_events(
     if hand_off is not None and delivery_rows:
         leased = _lease_to(connection, hand_off, rows_of_events)
 
-    connection.execute(_INSERT_EVENT, [event_row for event_row, _ in rows_of_events])
-    if delivery_rows:
-        connection.execute(_INSERT_DELIVERIES, delivery_rows)
-        if sum(map(len, leased.values())) < len(delivery_rows):
-            announce_deliveries(connection)
+    event_rows = [event_row for event_row, _ in rows_of_events]
+    announce = sum(map(len, leased.values())) < len(delivery_rows)
+    if connection.dialect.name == "postgresql":
+        _insert_postgresql(connection, event_rows, delivery_rows, announce=announce)
+    else:
+        connection.execute(_INSERT_EVENT, event_rows)
+        if delivery_rows:
+            connection.execute(_INSERT_DELIVERIES, delivery_rows)
+            if announce:
+                announce_deliveries(connection)
     return [
         _published(event_row, rows, leased.get(event_row["id"], []))
         for event_row, rows in rows_of_events
     ]
+
+
+# Events and their deliveries in one statement, from one array per column, and the
+# announcement when deliveries are left for a claim. Built with SQLAlchemy, the same rows
+# took three round trips, and a grouped transaction of five events took 2.2 ms of CPU
+# instead of 1.4 ms.
+_POSTGRESQL_INSERT = f"""
+    WITH new_events AS (
+        INSERT INTO events ({", ".join(_EVENT_COLUMNS)})
+        SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::bytea[])
+    ),
+    new_deliveries AS (
+        INSERT INTO deliveries ({", ".join(_DELIVERY_COLUMNS)})
+        SELECT * FROM unnest(
+            %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::int[], %b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[]
+        )
+    )
+    SELECT pg_notify(%b, '') WHERE %b
+"""
+
+
+def _insert_postgresql(
+    connection: Connection,
+    event_rows: Sequence[Mapping[str, Any]],
+    delivery_rows: Sequence[Mapping[str, Any]],
+    *,
+    announce: bool,
+) -> None:
+    """Insert events and deliveries with `_POSTGRESQL_INSERT`, announcing them if `announce`."""
+    event_columns = [[row[name] for row in event_rows] for name in _EVENT_COLUMNS]
+    delivery_columns = [[row[name] for row in delivery_rows] for name in _DELIVERY_COLUMNS]
+    parameters = (*event_columns, *delivery_columns, DELIVERY_CHANNEL, announce)
+    connection.exec_driver_sql(_POSTGRESQL_INSERT, parameters)
 
 
 def _lease_to(
