@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select, update
 
 from wp_llm.server import ids
 from wp_llm.server.crypto import SecretBox
+from wp_llm.server.db.engine import create_db_engine, migrate
 from wp_llm.server.db.schema import attempts, deliveries, webhooks
 from wp_llm.server.store import accounts
 from wp_llm.server.store import deliveries as delivery_store
@@ -149,6 +150,28 @@ def test_claim_carries_each_event_body(engine: Engine, account_id: str) -> None:
     claimed = claim(engine, default_quota=8)
     assert sorted(json.loads(delivery.body)["data"]["index"] for delivery in claimed) == [0, 1, 2]
     assert len({delivery.event_id for delivery in claimed}) == 3
+
+
+def test_claim_leaves_pooled_connection_transactional(database_url: str) -> None:
+    # PostgreSQL claims outside a transaction: the connection must go back to the pool
+    # with transactions on, or a later rollback would undo nothing.
+    engine = create_db_engine(database_url, pool_size=1)
+    try:
+        migrate(engine)
+        account_id = accounts.ensure_account(engine, "pool")
+        add_webhook(engine, account_id, ["*"])
+        publish(engine, account_id, "generation.completed", 2)
+        assert len(claim(engine, default_quota=8)) == 2
+
+        with pytest.raises(RuntimeError), engine.begin() as connection:
+            connection.execute(update(deliveries).values(status="failed"))
+            raise RuntimeError("roll back")
+
+        with engine.connect() as connection:
+            statuses = connection.execute(select(deliveries.c.status)).scalars().all()
+        assert statuses == ["pending", "pending"]
+    finally:
+        engine.dispose()
 
 
 def test_claim_skips_open_circuit(engine: Engine, account_id: str) -> None:
