@@ -134,7 +134,8 @@ async def run(context: BenchContext) -> list[ScenarioResult]:
         "lower",
         f"{profile.isolation_rate_per_second:,} events/s for {profile.isolation_seconds:g} s "
         "per phase; the hanging endpoint holds each request until the "
-        f"{profile.isolation_request_timeout_seconds:g} s timeout",
+        f"{profile.isolation_request_timeout_seconds:g} s timeout; our service: median of "
+        f"{profile.repeats} runs, peers: 1 run each",
     )
     for topology in TOPOLOGIES:
         await guarded_section(run_ours(context, topology, result), topology.name, result)

@@ -152,6 +152,16 @@ def test_claim_carries_each_event_body(engine: Engine, account_id: str) -> None:
     assert len({delivery.event_id for delivery in claimed}) == 3
 
 
+def test_fan_out_claim_gives_every_delivery_the_body(engine: Engine, account_id: str) -> None:
+    for _ in range(3):
+        add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 1)
+    claimed = claim(engine, default_quota=8)
+    assert len(claimed) == 3
+    assert len({delivery.webhook_id for delivery in claimed}) == 3
+    assert {json.loads(delivery.body)["data"]["index"] for delivery in claimed} == {0}
+
+
 def test_claim_leaves_pooled_connection_transactional(database_url: str) -> None:
     # PostgreSQL claims outside a transaction: the connection must go back to the pool
     # with transactions on, or a later rollback would undo nothing.
@@ -274,6 +284,35 @@ def test_failed_probe_leaves_attempt_count(engine: Engine, account_id: str) -> N
     assert row["attempt_count"] == 0
     assert row["status"] == "pending"
     assert row["last_status_code"] == 503
+
+
+def test_record_written_twice_counts_once(engine: Engine, account_id: str) -> None:
+    # A worker writes a batch again when it cannot tell whether the first write
+    # committed. Only PostgreSQL, where the write runs outside a transaction, leaves that
+    # unknown, so the batch goes twice there.
+    add_webhook(engine, account_id, ["*"])
+    publish(engine, account_id, "generation.completed", 2)
+    cancelled, retried = claim(engine, default_quota=8)
+    with engine.begin() as connection:
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == cancelled.id)
+            .values(status="cancelled", lease_owner=None, lease_until=None, next_attempt_at=None)
+        )
+    records = [
+        attempt(cancelled, 204, "succeeded", None),
+        attempt(retried, 500, "pending", ids.now_ms() + 60_000),
+    ]
+    delivery_store.record_attempts(engine, owner="worker-a", records=records)
+    if engine.dialect.name == "postgresql":
+        delivery_store.record_attempts(engine, owner="worker-a", records=records)
+
+    rows = delivery_rows(engine)
+    assert rows[cancelled.id]["attempt_count"] == 1
+    assert rows[retried.id]["attempt_count"] == 1
+    with engine.connect() as connection:
+        logged = connection.execute(select(attempts.c.id)).scalars().all()
+    assert sorted(logged) == sorted(record.attempt_id for record in records)
 
 
 def test_custom_schedule_is_stored_as_json(engine: Engine, account_id: str) -> None:

@@ -27,7 +27,11 @@ from wp_llm.server import ids
 from wp_llm.server.db.schema import attempts, deliveries, webhooks
 from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceConflict, ResourceNotFound
-from wp_llm.server.store.engine_sql import PostgreSQLStatements, statements_for
+from wp_llm.server.store.engine_sql import (
+    CLAIM_TARGET_COLUMNS,
+    PostgreSQLStatements,
+    statements_for,
+)
 from wp_llm.server.store.pagination import Page, fetch_page
 from wp_llm.server.store.webhooks import Endpoint, endpoint_of
 
@@ -124,6 +128,8 @@ class AttemptRecord:
     next_attempt_at: int | None
     # False for a failed circuit breaker probe, which leaves the attempt count as it was.
     spends_attempt: bool = True
+    # Fixed when the attempt ends, so writing a batch again cannot log an attempt twice.
+    attempt_id: str = field(default_factory=lambda: ids.new_id(ids.ATTEMPT))
 
 
 # Rows a claim looks at, as a multiple of its batch size. Rows beyond a webhook's quota
@@ -230,17 +236,21 @@ def _claim_due_postgresql(
         concurrency_factor=concurrency_factor,
     )
     with _each_statement_commits(engine) as connection:
-        # Oldest due first: RETURNING gives no order.
-        rows = sorted(connection.exec_driver_sql(*claim).all(), key=lambda row: (row[6], row[0]))
-        if not rows:
-            return []
-        targets = _targets(connection, {row[4] for row in rows})
-    return [_claimed(row[:6], row[7], targets, probe=False) for row in rows]
+        rows = connection.exec_driver_sql(*claim).all()
+    bodies: dict[str, bytes] = {}
+    targets: dict[str, tuple[str, str, Endpoint]] = {}
+    for row in rows:
+        if row[7] is not None:
+            bodies[row[2]] = row[7]
+        if row[4] not in targets:
+            target = dict(zip(CLAIM_TARGET_COLUMNS, row[8:], strict=True))
+            targets[row[4]] = (target["url"], target["secrets"], endpoint_of(target))
+    return [_claimed(row[:6], bodies[row[2]], targets, probe=False) for row in rows]
 
 
 @contextmanager
 def _each_statement_commits(engine: Engine) -> Iterator[Connection]:
-    """Yield a connection without a transaction, for statements that are atomic on their own."""
+    """Yield a connection on which each statement commits by itself, with no transaction."""
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection

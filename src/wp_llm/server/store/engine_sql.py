@@ -20,8 +20,6 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from wp_llm.server import ids
-
 if TYPE_CHECKING:
     from wp_llm.server.store.deliveries import AttemptRecord
 
@@ -36,7 +34,7 @@ SQLITE_ROWS_PER_STATEMENT = 500
 
 def _attempt_row(record: AttemptRecord) -> tuple[Any, ...]:
     return (
-        ids.new_id(ids.ATTEMPT),
+        record.attempt_id,
         record.delivery_id,
         record.webhook_id,
         record.account_id,
@@ -161,10 +159,11 @@ class PostgreSQLStatements:
     """Statements in psycopg's placeholder style, where a batch travels as one array per column.
 
     The claim and the record are one statement each, so they run without a transaction
-    around them: one round trip instead of four to six. Between those round trips the
-    server sat idle, waiting for the worker's database thread to get the interpreter
-    lock back from the event loop, which sends. Arrays go in binary (`%b`), which
-    psycopg encodes in about half the time of their text form.
+    around them: one round trip instead of six for a claim and four for a record.
+    Between those round trips the server sat idle, waiting for the worker's database
+    thread to get the interpreter lock back from the event loop, which sends. Arrays
+    go in binary (`%b`), which psycopg encodes in about half the time of their text
+    form.
     """
 
     def claim(
@@ -182,8 +181,9 @@ class PostgreSQLStatements:
     ) -> Statement:
         """Build the statement that leases due rows, each webhook up to its quota.
 
-        Its rows hold `_LEASED_COLUMNS`, then the due time and the event body. The quotas
-        are those of `_within_quotas` in deliveries.py, applied in SQL.
+        Its rows come oldest due first and hold `_LEASED_COLUMNS`, the due time, the event
+        body (on the event's first row only, else NULL) and `CLAIM_TARGET_COLUMNS`. The
+        quotas are those of `_within_quotas` in deliveries.py, applied in SQL.
         """
         exclusion = "AND NOT (d.webhook_id = ANY(%(excluded)b))" if exclude_webhooks else ""
         candidates = _CANDIDATES.format(
@@ -217,10 +217,23 @@ class PostgreSQLStatements:
         return _POSTGRESQL_RECORD, (*attempt_columns, *delivery_columns, owner)
 
 
+# The webhook columns a claimed row carries, in this order, after the due time and body.
+CLAIM_TARGET_COLUMNS = (
+    "url",
+    "secrets",
+    "rate_limit",
+    "max_concurrency",
+    "timeout",
+    "retry_schedule",
+    "consecutive_failures",
+    "circuit_state",
+)
+
 # SKIP LOCKED: concurrent workers claim disjoint batches instead of waiting. A webhook's
 # quota is the one asked for, else its max_concurrency times the factor, else the default.
 # The UPDATE takes the chosen ids as an array, which it looks up by primary key: joined
 # with `chosen` instead, it read the whole table (2 of the claim's 10 ms at 20,000 rows).
+# An event's body comes with its first row only, so a fan-out sends it once.
 _POSTGRESQL_CLAIM = f"""
     WITH scanned AS ({{candidates}} FOR UPDATE OF d SKIP LOCKED),
     ranked AS (
@@ -237,14 +250,27 @@ _POSTGRESQL_CLAIM = f"""
         SELECT id FROM ranked WHERE position <= quota
         ORDER BY next_attempt_at, id
         LIMIT %(limit)s
+    ),
+    leased AS (
+        UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s
+        WHERE d.id = ANY(ARRAY(SELECT id FROM chosen))
+        RETURNING {_LEASED_COLUMNS}, next_attempt_at
     )
-    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s
-    WHERE d.id = ANY(ARRAY(SELECT id FROM chosen))
-    RETURNING {", ".join("d." + column for column in _LEASED_COLUMNS.split(", "))},
-        d.next_attempt_at, (SELECT e.body FROM events AS e WHERE e.id = d.event_id)
+    SELECT {", ".join("l." + column for column in _LEASED_COLUMNS.split(", "))},
+        l.next_attempt_at,
+        CASE WHEN row_number() OVER (PARTITION BY l.event_id ORDER BY l.id) = 1
+             THEN e.body END,
+        {", ".join("w." + column for column in CLAIM_TARGET_COLUMNS)}
+    FROM leased AS l
+    JOIN events AS e ON e.id = l.event_id
+    JOIN webhooks AS w ON w.id = l.webhook_id
+    ORDER BY l.next_attempt_at, l.id
 """
 # One UPDATE for the batch: 256 single-row UPDATEs took longer than the INSERT of their
-# 256 attempts. The INSERT runs as part of the same statement.
+# 256 attempts. The INSERT runs as part of the same statement. Outside a transaction, a
+# connection lost during the statement leaves unknown whether it committed, and the
+# worker writes the batch again: attempts already stored are skipped, and so are
+# their deliveries.
 _POSTGRESQL_RECORD = f"""
     WITH inserted AS (
         INSERT INTO attempts ({ATTEMPT_COLUMNS})
@@ -252,12 +278,15 @@ _POSTGRESQL_RECORD = f"""
             %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[],
             %b::int[], %b::int[], %b::text[], %b::text[], %b::boolean[]
         )
+        ON CONFLICT (id) DO NOTHING
+        RETURNING delivery_id
     )
     UPDATE deliveries AS d SET {_RECORD_SET}
     FROM unnest(
         %b::text[], %b::text[], %b::int[], %b::bigint[], %b::int[], %b::text[], %b::bigint[]
     ) AS b(id, status, spent, next_at, code, error, at)
     WHERE {_RECORD_WHERE.format(owner="%b")}
+      AND b.id IN (SELECT delivery_id FROM inserted)
 """
 
 Statements = SQLiteStatements | PostgreSQLStatements

@@ -111,7 +111,8 @@ def insert_events(
 ) -> list[PublishedEvent]:
     """Store several events and their deliveries in the caller's transaction.
 
-    The account's webhooks are read once, and the rows go in with one statement per table.
+    The account's webhooks are read once. The rows go in with one statement per table, or
+    with one statement for both tables on PostgreSQL.
     With a hand-off, deliveries it has room for are stored leased to its worker.
     """
     subscriptions = Subscriptions.load(connection, account_id)
