@@ -296,6 +296,17 @@ class DeliveryWorker:
             )
             await self._pause(delay)
             return False
+        except Exception:
+            # Not a database outage, so it may repeat. Ending the claim loop would stop
+            # every delivery of this worker until a restart, so wait and claim again.
+            self._claim_failures += 1
+            delay = database_retry_delay(self._claim_failures)
+            logger.exception(
+                "claim failed unexpectedly; will retry",
+                extra={"worker": self.owner, "failures": self._claim_failures, "retry_in_s": delay},
+            )
+            await self._pause(delay)
+            return False
         self._claim_failures = 0
         self._enqueue(batch, leased_at)
         return self._claim_again(batch, limit, quotas)
