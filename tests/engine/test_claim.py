@@ -106,7 +106,7 @@ def set_due_times(engine: Engine, due: dict[str, int]) -> None:
             )
 
 
-def test_claim_takes_oldest_due_within_quotas_in_due_order(engine: Engine, account_id: str) -> None:
+def test_claim_orders_oldest_within_quotas(engine: Engine, account_id: str) -> None:
     first = add_webhook(engine, account_id, ["analysis.*"])
     second = add_webhook(engine, account_id, ["generation.*"], max_concurrency=1)
     third = add_webhook(engine, account_id, ["training.*"])
@@ -152,7 +152,7 @@ def test_claim_carries_each_event_body(engine: Engine, account_id: str) -> None:
     assert len({delivery.event_id for delivery in claimed}) == 3
 
 
-def test_fan_out_claim_gives_every_delivery_the_body(engine: Engine, account_id: str) -> None:
+def test_fan_out_claim_shares_body(engine: Engine, account_id: str) -> None:
     for _ in range(3):
         add_webhook(engine, account_id, ["*"])
     publish(engine, account_id, "generation.completed", 1)

@@ -223,7 +223,7 @@ def _claim_due_postgresql(
     default_quota: int,
     concurrency_factor: int,
 ) -> list[ClaimedDelivery]:
-    """`claim_due` on PostgreSQL: one statement scans, applies the quotas and leases."""
+    """Claim due deliveries on PostgreSQL: one statement scans, applies quotas and leases."""
     claim = statements.claim(
         now=now,
         exclude_webhooks=list(exclude_webhooks),
@@ -237,14 +237,16 @@ def _claim_due_postgresql(
     )
     with _each_statement_commits(engine) as connection:
         rows = connection.exec_driver_sql(*claim).all()
+    # Each row: `_CLAIMED_COLUMNS`, the due time, the body or NULL, `CLAIM_TARGET_COLUMNS`.
     bodies: dict[str, bytes] = {}
     targets: dict[str, tuple[str, str, Endpoint]] = {}
     for row in rows:
-        if row[7] is not None:
-            bodies[row[2]] = row[7]
-        if row[4] not in targets:
+        event_id, webhook_id, body = row[2], row[4], row[7]
+        if body is not None:
+            bodies[event_id] = body
+        if webhook_id not in targets:
             target = dict(zip(CLAIM_TARGET_COLUMNS, row[8:], strict=True))
-            targets[row[4]] = (target["url"], target["secrets"], endpoint_of(target))
+            targets[webhook_id] = (target["url"], target["secrets"], endpoint_of(target))
     return [_claimed(row[:6], bodies[row[2]], targets, probe=False) for row in rows]
 
 
