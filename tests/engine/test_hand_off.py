@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 from sqlalchemy import Engine, select
@@ -190,3 +190,33 @@ def test_withdrawn_hand_off_needs_a_claim() -> None:
 
     assert not offer.take("webhook", None)
     assert offer.leaves_claimable(0)
+
+
+def claims_total(service: ServiceProcess, result: str) -> float:
+    with service.client() as client:
+        metrics = client.get("/metrics").text
+    prefix = f'wp_llm_claims_total{{result="{result}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    raise AssertionError(f"{prefix.strip()} is missing from /metrics")
+
+
+def test_handed_off_publishes_run_no_empty_claims(
+    make_service: Callable[..., ServiceProcess], receiver: Receiver
+) -> None:
+    # A long poll, so that only refills could start claims during the test.
+    service = make_service(env={"WP_LLM_POLL_INTERVAL": "60s"})
+    key = service.create_key()
+    with service.client(key) as client:
+        create_webhook(client, receiver.url)
+        publish(client, "generation.completed")
+        receiver.wait_for(1)
+        empty_before = claims_total(service, "empty")
+        for count in range(2, 22):
+            publish(client, "generation.completed")
+            receiver.wait_for(count)
+
+    assert handed_off_total(service) == 21
+    # Each delivery drained the queue and asked for a refill; none of those claimed.
+    assert claims_total(service, "empty") == empty_before

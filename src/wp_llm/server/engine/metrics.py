@@ -49,6 +49,13 @@ HANDED_OFF = Counter(
     "wp_llm_deliveries_handed_off",
     "Deliveries that this process's worker took as they were published, without a claim.",
 )
+CLAIMS = Counter(
+    "wp_llm_claims",
+    "Claim queries of this process's worker, by whether they found deliveries: found or empty.",
+    ["result"],
+)
+for _result in ("found", "empty"):
+    CLAIMS.labels(_result)
 CIRCUIT_TRANSITIONS = Counter(
     "wp_llm_circuit_transitions",
     "Endpoint circuits that this process opened or closed.",

@@ -116,6 +116,9 @@ class DeliveryWorker:
         self._queue = ClaimedQueue()
         self._queue_limit = settings.max_in_flight * QUEUE_LIMIT_FACTOR
         self._backlog_claimed_at = -math.inf
+        # Whether due rows may be waiting in the database. False after a claim came back
+        # short with no quota cutting it; a wake-up, a lease handed back or a poll sets it.
+        self._rows_may_wait = True
         self._secrets = SecretCache(box)
         self._records: list[delivery_store.AttemptRecord] = []
         # Attempts in the batch being written now. With in-flight deliveries and queued
@@ -241,13 +244,19 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
+            if self.wake.is_set():
+                self._rows_may_wait = True
             # Cleared before the claim, not after it, so a wake-up or a freed slot that
             # arrives while the claim runs is not lost.
             self.wake.clear()
             self._refill.clear()
             await self._return_stale()
             self._dispatch_all()
-            if await self._claim_once():
+            # A refill alone claims only when the last claim may have left rows behind.
+            # Deliveries handed over by publishes in this process drain the queue and
+            # ask for a refill after nearly every group, and each empty claim held the
+            # SQLite write lock that the next group waited for.
+            if self._rows_may_wait and await self._claim_once():
                 continue
             await self._wait_for_work()
 
@@ -308,28 +317,30 @@ class DeliveryWorker:
             await self._pause(delay)
             return False
         self._claim_failures = 0
+        metrics.CLAIMS.labels("found" if batch else "empty").inc()
         self._enqueue(batch, leased_at)
-        return self._claim_again(batch, limit, quotas)
+        full = len(batch) >= limit
+        saturated = self._saturated(batch, quotas)
+        self._rows_may_wait = full or saturated
+        return full or (saturated and self._backlog_claim_due())
 
-    def _claim_again(
-        self, batch: list[delivery_store.ClaimedDelivery], limit: int, quotas: dict[str, int]
+    def _saturated(
+        self, batch: list[delivery_store.ClaimedDelivery], quotas: dict[str, int]
     ) -> bool:
-        """Decide whether more due rows may be waiting right now.
-
-        A full batch may have left rows behind. A batch cut short by a webhook's quota
-        may hide other webhooks' rows behind that webhook's backlog: the next claim
-        skips the full webhook to reach them. That claim reads past the whole backlog,
-        so it runs at most every `BEHIND_BACKLOG_SECONDS`.
-        """
-        if not batch:
-            return False
-        if len(batch) >= limit:
-            return True
+        """Return whether a webhook's quota cut the batch short, which may have left rows behind."""
         counts = Counter(delivery.webhook_id for delivery in batch)
         default = self._throttles.default_claim_quota
-        saturated = any(count >= quotas.get(w, default) for w, count in counts.items())
+        return any(count >= quotas.get(w, default) for w, count in counts.items())
+
+    def _backlog_claim_due(self) -> bool:
+        """Return whether to claim again at once, past the backlog of the webhooks that are full.
+
+        A batch cut short by a webhook's quota may hide other webhooks' rows behind that
+        webhook's backlog: the next claim skips the full webhook to reach them. That claim
+        reads past the whole backlog, so it runs at most every `BEHIND_BACKLOG_SECONDS`.
+        """
         now = time.monotonic()
-        if saturated and now - self._backlog_claimed_at >= BEHIND_BACKLOG_SECONDS:
+        if now - self._backlog_claimed_at >= BEHIND_BACKLOG_SECONDS:
             self._backlog_claimed_at = now
             return True
         return False
@@ -459,6 +470,7 @@ class DeliveryWorker:
                 owner=self.owner,
                 delivery_ids=delivery_ids,
             )
+            self._rows_may_wait = True
         except DATABASE_ERRORS as error:
             logger.warning(
                 "releasing leases failed; they will expire instead",
@@ -475,9 +487,12 @@ class DeliveryWorker:
         ready_at = self._throttles.next_ready(time.monotonic())
         if ready_at is not None:
             timeout = min(timeout, max(ready_at - time.monotonic(), 0.0))
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
+        if not done:
+            # The poll: retries come due and other workers' leases run out without a wake-up.
+            self._rows_may_wait = True
 
     async def _deliver(
         self, delivery: delivery_store.ClaimedDelivery, throttle: EndpointThrottle, started: float
