@@ -10,10 +10,12 @@ from sqlalchemy import Engine, select
 from tests.e2e.helpers import create_webhook, publish
 from tests.engine.helpers import wait_until
 from tests.engine.test_claim import LEASE_MS, add_webhook, claim, set_webhook
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, Reply
 from tests.support.service import ServiceProcess
+from wp_llm import catalog
 from wp_llm.server import ids
 from wp_llm.server.db.schema import deliveries, webhooks
+from wp_llm.server.engine.throttle import PREFETCH_WINDOWS
 from wp_llm.server.store import accounts
 from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store import events as event_store
@@ -220,3 +222,40 @@ def test_handed_off_publishes_run_no_empty_claims(
     assert handed_off_total(service) == 21
     # Each delivery drained the queue and asked for a refill; none of those claimed.
     assert claims_total(service, "empty") == empty_before
+
+
+def test_over_quota_deliveries_need_no_poll(
+    make_service: Callable[..., ServiceProcess], receiver: Receiver
+) -> None:
+    # A long poll: only the refills of the one webhook can claim what the publish left.
+    service = make_service(env={"WP_LLM_POLL_INTERVAL": "60s"})
+    receiver.reply_with(*[Reply(delay=0.02)] * 30)
+    with service.client(service.create_key()) as client:
+        create_webhook(client, receiver.url, max_concurrency=1)
+        data = dict(catalog.EVENT_TYPES["generation.completed"].example)
+        events = [{"type": "generation.completed", "data": data} for _ in range(30)]
+        response = client.post("/v1/events/batch", json={"events": events})
+        assert response.status_code == 201, response.text
+
+    # The publish leased the webhook's claim quota; the rest waited for refills.
+    receiver.wait_for(30, timeout=10)
+    assert handed_off_total(service) == PREFETCH_WINDOWS
+    assert claims_total(service, "found") >= (30 - PREFETCH_WINDOWS) / PREFETCH_WINDOWS
+
+
+def test_max_concurrency_backlog_needs_no_poll(
+    make_service: Callable[..., ServiceProcess], receiver: Receiver
+) -> None:
+    # The backlog is stored by a process without a worker, so the first claim of the
+    # next process finds a webhook it has no quota for yet: max_concurrency sets it.
+    api_only = make_service(args=["--no-worker"])
+    key = api_only.create_key()
+    with api_only.client(key) as client:
+        create_webhook(client, receiver.url, max_concurrency=1)
+        for _ in range(12):
+            publish(client, "generation.completed")
+    api_only.stop()
+
+    make_service(env={"WP_LLM_POLL_INTERVAL": "60s"})
+
+    receiver.wait_for(12, timeout=10)

@@ -45,6 +45,9 @@ class LocalWorker(Protocol):
     def accept(self, deliveries: list[ClaimedDelivery], leased_at: float) -> None:
         """Take deliveries stored leased to the worker, leased at monotonic `leased_at`."""
 
+    def rows_left(self) -> None:
+        """Note that a publish left deliveries unleased for their webhook's quota."""
+
 
 @dataclass
 class _Waiting:
@@ -163,8 +166,13 @@ class GroupCommit:
         """
         stored = [result for result in results if isinstance(result, usage_store.MeteredBatch)]
         leased = [delivery for batch in stored for delivery in batch.leased]
-        if leased and self._worker is not None:
-            self._worker.accept(leased, leased_at)
+        if self._worker is not None:
+            if leased:
+                self._worker.accept(leased, leased_at)
+            if hand_off is not None and hand_off.over_quota:
+                # Not worth a wake-up, since a claim now would skip them too; the
+                # webhook's next refill claims them.
+                self._worker.rows_left()
         deliveries = sum(batch.delivery_count for batch in stored)
         if deliveries > len(leased) and (hand_off is None or hand_off.leaves_claimable(deliveries)):
             self._wake()

@@ -182,6 +182,10 @@ class DeliveryWorker:
         metrics.HANDED_OFF.inc(len(deliveries))
         self._enqueue(deliveries, leased_at)
 
+    def rows_left(self) -> None:
+        """Note that a publish left deliveries unleased for a quota; a refill claims them."""
+        self._rows_may_wait = True
+
     def _notify_from_thread(self) -> None:
         self._loop.call_soon_threadsafe(self.wake.set)
 
@@ -274,6 +278,7 @@ class DeliveryWorker:
             return False
         now = time.monotonic()
         quotas = self._throttles.claim_quotas(now, self._queue.counts())
+        excluded = [w for w, quota in quotas.items() if quota <= 0]
         limit = min(room, CLAIM_BATCH_SIZE)
         # The leases run from this moment at the latest: the database sets them from the
         # wall clock read below.
@@ -286,7 +291,7 @@ class DeliveryWorker:
                 limit=limit,
                 lease_ms=int(self.settings.lease_seconds * 1000),
                 now=ids.now_ms(),
-                exclude_webhooks=[w for w, quota in quotas.items() if quota <= 0],
+                exclude_webhooks=excluded,
                 quotas={w: quota for w, quota in quotas.items() if quota > 0},
                 default_quota=self._throttles.default_claim_quota,
                 concurrency_factor=PREFETCH_WINDOWS,
@@ -321,7 +326,9 @@ class DeliveryWorker:
         self._enqueue(batch, leased_at)
         full = len(batch) >= limit
         saturated = self._saturated(batch, quotas)
-        self._rows_may_wait = full or saturated
+        # Rows may wait past the batch's end, past a webhook's quota, or for a webhook the
+        # claim skipped. Only a claim that saw all due rows lets refills rest.
+        self._rows_may_wait = full or saturated or bool(excluded)
         return full or (saturated and self._backlog_claim_due())
 
     def _saturated(
@@ -329,8 +336,15 @@ class DeliveryWorker:
     ) -> bool:
         """Return whether a webhook's quota cut the batch short, which may have left rows behind."""
         counts = Counter(delivery.webhook_id for delivery in batch)
+        concurrency = {delivery.webhook_id: delivery.endpoint.max_concurrency for delivery in batch}
         default = self._throttles.default_claim_quota
-        return any(count >= quotas.get(w, default) for w, count in counts.items())
+        return any(
+            count
+            >= delivery_store.claim_quota_of(
+                webhook_id, concurrency[webhook_id], quotas, default, PREFETCH_WINDOWS
+            )
+            for webhook_id, count in counts.items()
+        )
 
     def _backlog_claim_due(self) -> bool:
         """Return whether to claim again at once, past the backlog of the webhooks that are full.

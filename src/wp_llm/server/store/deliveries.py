@@ -75,20 +75,23 @@ class HandOff:
     concurrency_factor: int
     # Deliveries leased so far, per webhook.
     leased_per_webhook: dict[str, int] = field(default_factory=dict)
-    # Deliveries the hand-off was offered, and whether it turned any down for want of room.
+    # Deliveries the hand-off was offered, and whether it turned any down for want of room
+    # or for their webhook's quota.
     considered: int = 0
     short_of_room: bool = False
+    over_quota: bool = False
 
     def take(self, webhook_id: str, max_concurrency: int | None) -> bool:
         """Count one delivery to the webhook, or return False when the room or its quota is full."""
         if self.room <= 0:
             self.short_of_room = True
             return False
-        quota = _quota_of(
+        quota = claim_quota_of(
             webhook_id, max_concurrency, self.quotas, self.default_quota, self.concurrency_factor
         )
         count = self.leased_per_webhook.get(webhook_id, 0)
         if count >= quota:
+            self.over_quota = True
             return False
         self.leased_per_webhook[webhook_id] = count + 1
         self.room -= 1
@@ -281,7 +284,9 @@ def _within_quotas(
     per_webhook: dict[str, int] = {}
     chosen: list[str] = []
     for delivery_id, webhook_id, max_concurrency in scanned:
-        quota = _quota_of(webhook_id, max_concurrency, quotas, default_quota, concurrency_factor)
+        quota = claim_quota_of(
+            webhook_id, max_concurrency, quotas, default_quota, concurrency_factor
+        )
         count = per_webhook.get(webhook_id, 0)
         if count >= quota:
             continue
@@ -292,7 +297,7 @@ def _within_quotas(
     return chosen
 
 
-def _quota_of(
+def claim_quota_of(
     webhook_id: str,
     max_concurrency: int | None,
     quotas: Mapping[str, int],
