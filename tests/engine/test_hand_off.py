@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -259,3 +260,35 @@ def test_max_concurrency_backlog_needs_no_poll(
     make_service(env={"WP_LLM_POLL_INTERVAL": "60s"})
 
     receiver.wait_for(12, timeout=10)
+
+
+def test_full_webhook_costs_no_claim_per_refill(tmp_path: Path, receiver: Receiver) -> None:
+    # SQLite only: on PostgreSQL a publish announces what it left over a quota, for
+    # other workers to claim, and this worker claims on its own announcements too.
+    # One request at a time and four claimed at most for the slow webhook: its quota
+    # is full after the first publishes, and stays full while its requests hang.
+    service = ServiceProcess(
+        database_url=f"sqlite:///{tmp_path / 'full-webhook.sqlite'}",
+        data_dir=tmp_path,
+        env={"WP_LLM_POLL_INTERVAL": "60s", "WP_LLM_SHUTDOWN_TIMEOUT": "1s"},
+        args=[],
+    ).start()
+    slow = Receiver(default=Reply(delay=5.0)).start()
+    try:
+        with service.client(service.create_key()) as client:
+            create_webhook(client, slow.url, max_concurrency=1)
+            create_webhook(client, receiver.url)
+            for count in range(1, 4):
+                publish(client, "generation.completed")
+                receiver.wait_for(count)
+            empty_before = claims_total(service, "empty")
+            for count in range(4, 19):
+                publish(client, "generation.completed")
+                receiver.wait_for(count)
+
+        # Each delivery to the healthy webhook asked for a refill. A claim would have
+        # skipped the slow webhook, so none ran.
+        assert claims_total(service, "empty") - empty_before <= 1
+    finally:
+        slow.stop()
+        service.stop()

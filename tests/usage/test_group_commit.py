@@ -90,6 +90,46 @@ def test_group_survives_one_full_quota(engine: Engine) -> None:
     assert counted(engine, limited) == 0
 
 
+def test_quota_override_read_with_the_count(engine: Engine) -> None:
+    unlimited = accounts.ensure_account(engine, "unlimited-override")
+    limited = accounts.ensure_account(engine, "limited-override")
+    defaulted = accounts.ensure_account(engine, "defaulted")
+    usage_store.set_account_limits(engine, unlimited, {"event_quota": 0})
+    usage_store.set_account_limits(engine, limited, {"event_quota": 3})
+
+    def group_with_default_quota(*group: GroupedPublish) -> list[MeteredBatch | Exception]:
+        return usage_store.publish_metered_group(
+            engine, list(group), default_quota=4, thresholds=(50,), now=NOW
+        )
+
+    first = group_with_default_quota(
+        request(unlimited, 5), request(limited, 3), request(defaulted, 4)
+    )
+    second = group_with_default_quota(
+        request(unlimited, 5), request(limited, 1), request(defaulted, 1)
+    )
+
+    # An override of 0 lifts the default quota; 3 replaces it; no override keeps it.
+    assert [type(result) for result in first] == [MeteredBatch] * 3
+    assert isinstance(second[0], MeteredBatch)
+    assert isinstance(second[1], QuotaExceeded)
+    assert "quota of 3 events" in str(second[1])
+    assert isinstance(second[2], QuotaExceeded)
+    assert "quota of 4 events" in str(second[2])
+    assert (counted(engine, unlimited), counted(engine, limited), counted(engine, defaulted)) == (
+        10,
+        3,
+        4,
+    )
+    # The limited account crossed 50 % of its own quota of 3, so it was warned.
+    first_limited = first[1]
+    assert isinstance(first_limited, MeteredBatch)
+    assert [event.type for event in first_limited.notices] == [
+        "usage.warning",
+        "usage.quota_exceeded",
+    ]
+
+
 def test_group_of_one_account_splits_its_batch(engine: Engine) -> None:
     account_id = accounts.ensure_account(engine, "one")
     usage_store.set_account_limits(engine, account_id, {"event_quota": 10})

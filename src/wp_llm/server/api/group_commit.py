@@ -22,7 +22,7 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,8 +45,8 @@ class LocalWorker(Protocol):
     def accept(self, deliveries: list[ClaimedDelivery], leased_at: float) -> None:
         """Take deliveries stored leased to the worker, leased at monotonic `leased_at`."""
 
-    def rows_left(self) -> None:
-        """Note that a publish left deliveries unleased for their webhook's quota."""
+    def rows_left(self, webhook_ids: Collection[str]) -> None:
+        """Note that a publish left deliveries of these webhooks unleased for their quota."""
 
 
 @dataclass
@@ -171,8 +171,8 @@ class GroupCommit:
                 self._worker.accept(leased, leased_at)
             if hand_off is not None and hand_off.over_quota:
                 # Not worth a wake-up, since a claim now would skip them too; the
-                # webhook's next refill claims them.
-                self._worker.rows_left()
+                # worker claims them once their webhook has room.
+                self._worker.rows_left(hand_off.over_quota)
         deliveries = sum(batch.delivery_count for batch in stored)
         if deliveries > len(leased) and (hand_off is None or hand_off.leaves_claimable(deliveries)):
             self._wake()

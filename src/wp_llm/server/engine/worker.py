@@ -19,7 +19,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -119,6 +119,9 @@ class DeliveryWorker:
         # Whether due rows may be waiting in the database. False after a claim came back
         # short with no quota cutting it; a wake-up, a lease handed back or a poll sets it.
         self._rows_may_wait = True
+        # Webhooks the last claim left out for their full quota: rows of theirs may wait,
+        # but claiming is no use until one of them has room again.
+        self._skipped: set[str] = set()
         self._secrets = SecretCache(box)
         self._records: list[delivery_store.AttemptRecord] = []
         # Attempts in the batch being written now. With in-flight deliveries and queued
@@ -182,9 +185,12 @@ class DeliveryWorker:
         metrics.HANDED_OFF.inc(len(deliveries))
         self._enqueue(deliveries, leased_at)
 
-    def rows_left(self) -> None:
-        """Note that a publish left deliveries unleased for a quota; a refill claims them."""
-        self._rows_may_wait = True
+    def rows_left(self, webhook_ids: Collection[str]) -> None:
+        """Note that a publish left deliveries of these webhooks unleased for their quota.
+
+        The worker claims them once one of the webhooks has room again.
+        """
+        self._skipped.update(webhook_ids)
 
     def _notify_from_thread(self) -> None:
         self._loop.call_soon_threadsafe(self.wake.set)
@@ -260,7 +266,7 @@ class DeliveryWorker:
             # Deliveries handed over by publishes in this process drain the queue and
             # ask for a refill after nearly every group, and each empty claim held the
             # SQLite write lock that the next group waited for.
-            if self._rows_may_wait and await self._claim_once():
+            if self._claim_needed() and await self._claim_once():
                 continue
             await self._wait_for_work()
 
@@ -326,10 +332,25 @@ class DeliveryWorker:
         self._enqueue(batch, leased_at)
         full = len(batch) >= limit
         saturated = self._saturated(batch, quotas)
-        # Rows may wait past the batch's end, past a webhook's quota, or for a webhook the
-        # claim skipped. Only a claim that saw all due rows lets refills rest.
-        self._rows_may_wait = full or saturated or bool(excluded)
+        # Rows may wait past the batch's end or past a webhook's quota. Only a claim that
+        # saw every due row, apart from those of the webhooks it skipped, lets refills rest.
+        self._rows_may_wait = full or saturated
+        self._skipped = set(excluded)
         return full or (saturated and self._backlog_claim_due())
+
+    def _claim_needed(self) -> bool:
+        """Return whether a claim may find rows: some may wait, or a skipped webhook has room.
+
+        Next to an endpoint that hangs, each refill of the healthy endpoint used to claim,
+        and each claim read past the hanging endpoint's growing backlog only to skip it.
+        """
+        if self._rows_may_wait:
+            return True
+        if not self._skipped:
+            return False
+        quotas = self._throttles.claim_quotas(time.monotonic(), self._queue.counts())
+        # A webhook whose throttle went idle is gone from `quotas`: a claim gives it the default.
+        return any(quotas.get(webhook_id, 1) > 0 for webhook_id in self._skipped)
 
     def _saturated(
         self, batch: list[delivery_store.ClaimedDelivery], quotas: dict[str, int]

@@ -75,11 +75,11 @@ class HandOff:
     concurrency_factor: int
     # Deliveries leased so far, per webhook.
     leased_per_webhook: dict[str, int] = field(default_factory=dict)
-    # Deliveries the hand-off was offered, and whether it turned any down for want of room
-    # or for their webhook's quota.
+    # Deliveries the hand-off was offered, whether it turned any down for want of room,
+    # and the webhooks it turned some down for, their quota being full.
     considered: int = 0
     short_of_room: bool = False
-    over_quota: bool = False
+    over_quota: set[str] = field(default_factory=set)
 
     def take(self, webhook_id: str, max_concurrency: int | None) -> bool:
         """Count one delivery to the webhook, or return False when the room or its quota is full."""
@@ -91,7 +91,7 @@ class HandOff:
         )
         count = self.leased_per_webhook.get(webhook_id, 0)
         if count >= quota:
-            self.over_quota = True
+            self.over_quota.add(webhook_id)
             return False
         self.leased_per_webhook[webhook_id] = count + 1
         self.room -= 1

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, or_, select
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, insert, select
 
 from wp_llm import _jsjson
 from wp_llm.catalog import matches
@@ -71,11 +71,9 @@ _DELIVERY_COLUMNS = (
     "created",
     "updated",
 )
-# Webhooks a hand-off may lease deliveries for: a claim would take them too.
-_READY_WEBHOOKS = select(webhooks).where(
-    webhooks.c.id.in_(bindparam("ids", expanding=True)),
-    webhooks.c.circuit_state == "closed",
-    or_(webhooks.c.paused_until.is_(None), webhooks.c.paused_until <= bindparam("now")),
+# With a hand-off, the whole rows: it needs each target's URL, secrets and settings.
+_ENABLED_WEBHOOK_ROWS = select(webhooks).where(
+    webhooks.c.account_id == bindparam("account_id"), webhooks.c.enabled.is_(True)
 )
 
 
@@ -89,11 +87,17 @@ class Subscriptions:
     """An account's enabled webhooks and the event type patterns each subscribes to."""
 
     patterns: dict[str, list[str]]
+    # The webhooks' whole rows, when loaded `with_rows`.
+    rows: dict[str, RowMapping] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, connection: Connection, account_id: str) -> Subscriptions:
-        rows = connection.execute(_ENABLED_WEBHOOKS, {"account_id": account_id})
-        return cls({row.id: json.loads(row.events) for row in rows})
+    def load(
+        cls, connection: Connection, account_id: str, *, with_rows: bool = False
+    ) -> Subscriptions:
+        query = _ENABLED_WEBHOOK_ROWS if with_rows else _ENABLED_WEBHOOKS
+        rows = connection.execute(query, {"account_id": account_id}).mappings().all()
+        patterns = {row["id"]: json.loads(row["events"]) for row in rows}
+        return cls(patterns, {row["id"]: row for row in rows} if with_rows else {})
 
     def matching(self, event_type: str) -> list[str]:
         return [
@@ -115,7 +119,7 @@ def insert_events(
     with one statement for both tables on PostgreSQL.
     With a hand-off, deliveries it has room for are stored leased to its worker.
     """
-    subscriptions = Subscriptions.load(connection, account_id)
+    subscriptions = Subscriptions.load(connection, account_id, with_rows=hand_off is not None)
     targets_of: dict[str, list[str]] = {}
     rows_of_events: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     for event_type, data in items:
@@ -125,7 +129,7 @@ def insert_events(
     delivery_rows = [row for _, rows in rows_of_events for row in rows]
     leased: dict[str, list[ClaimedDelivery]] = {}
     if hand_off is not None and delivery_rows:
-        leased = _lease_to(connection, hand_off, rows_of_events)
+        leased = _lease_to(subscriptions, hand_off, rows_of_events)
 
     event_rows = [event_row for event_row, _ in rows_of_events]
     announce = sum(map(len, leased.values())) < len(delivery_rows)
@@ -178,20 +182,24 @@ def _insert_postgresql(
 
 
 def _lease_to(
-    connection: Connection,
+    subscriptions: Subscriptions,
     hand_off: HandOff,
     rows_of_events: Sequence[tuple[Mapping[str, Any], Sequence[dict[str, Any]]]],
 ) -> dict[str, list[ClaimedDelivery]]:
     """Lease the delivery rows that the hand-off has room for, before they are inserted.
 
-    Return the leased deliveries by event id, ready to send.
+    Only webhooks a claim would take qualify: circuit closed and not paused. Return the
+    leased deliveries by event id, ready to send.
     """
     now = ids.now_ms()
     hand_off.considered += sum(len(rows) for _, rows in rows_of_events)
-    target_ids = sorted({row["webhook_id"] for _, rows in rows_of_events for row in rows})
+    target_ids = {row["webhook_id"] for _, rows in rows_of_events for row in rows}
     ready = {
-        row["id"]: row
-        for row in connection.execute(_READY_WEBHOOKS, {"ids": target_ids, "now": now}).mappings()
+        webhook_id: row
+        for webhook_id, row in subscriptions.rows.items()
+        if webhook_id in target_ids
+        and row["circuit_state"] == "closed"
+        and (row["paused_until"] is None or row["paused_until"] <= now)
     }
     endpoints = {webhook_id: endpoint_of(row) for webhook_id, row in ready.items()}
     leased: dict[str, list[ClaimedDelivery]] = {}

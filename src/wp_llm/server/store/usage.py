@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    or_,
     select,
     text,
     update,
@@ -408,11 +409,11 @@ def _publish_counted(
     hand_off: HandOff | None = None,
 ) -> MeteredBatch:
     """Count the events against the quota and store them. Raise _QuotaFull if it has no room."""
-    quota = get_account_limits(connection, account_id).event_quota
-    policy = QuotaPolicy(default_quota if quota is None else quota, thresholds)
-    counter = _count_events(connection, account_id, period, policy, len(items))
+    counter = _count_events(connection, account_id, period, default_quota, len(items))
     if counter is None:
-        raise _QuotaFull(policy)
+        quota = get_account_limits(connection, account_id).event_quota
+        raise _QuotaFull(QuotaPolicy(default_quota if quota is None else quota, thresholds))
+    policy = QuotaPolicy(counter.quota, thresholds)
 
     published = event_store.insert_events(connection, account_id, items, hand_off)
     due = _publish_quota_notices(connection, account_id, policy, counter, period)
@@ -437,39 +438,55 @@ def _quota_exceeded(
 
 
 def _count_events(
-    connection: Connection, account_id: str, period: Period, policy: QuotaPolicy, count: int
+    connection: Connection, account_id: str, period: Period, default_quota: int, count: int
 ) -> Row[Any] | None:
-    """Add `count` to the period's count if the quota has room for them; None when not."""
-    statement = _count_statement(connection.dialect.name, policy.unlimited)
+    """Add `count` to the period's count if the quota has room for them; None when not.
+
+    The row returned carries the quota in force, read in the same statement.
+    """
     parameters = {
         "account_id": account_id,
         "period_start": period.start,
-        "quota": policy.quota,
+        "default_quota": default_quota,
         "count": count,
     }
-    counter = connection.execute(statement, parameters).first()
+    counter = connection.execute(_count_statement(connection.dialect.name), parameters).first()
     # A period's first publish inserts its row without the quota check of the update.
-    if counter is not None and not policy.unlimited and counter.event_count > policy.quota:
+    if counter is not None and counter.quota > 0 and counter.event_count > counter.quota:
         return None
     return counter
 
 
 @functools.cache
-def _count_statement(dialect_name: str, unlimited: bool) -> Any:
-    """Build the counting upsert once per dialect and quota kind, because every publish runs it."""
+def _count_statement(dialect_name: str) -> Any:
+    """Build the counting upsert once per dialect, because every publish runs it.
+
+    The account's quota comes from a subquery rather than a query of its own: on
+    PostgreSQL that saves a round trip for each grouped publish. A quota of 0 is
+    unlimited.
+    """
+    override = (
+        select(account_limits.c.event_quota)
+        .where(account_limits.c.account_id == bindparam("account_id"))
+        .scalar_subquery()
+    )
+    quota = func.coalesce(override, bindparam("default_quota"))
     insert_of_dialect = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     statement = insert_of_dialect(usage_periods).values(
         account_id=bindparam("account_id"),
         period_start=bindparam("period_start"),
         event_count=bindparam("count"),
     )
-    has_room = usage_periods.c.event_count + bindparam("count") <= bindparam("quota")
+    has_room = or_(quota <= 0, usage_periods.c.event_count + bindparam("count") <= quota)
     return statement.on_conflict_do_update(
         index_elements=[usage_periods.c.account_id, usage_periods.c.period_start],
         set_={"event_count": usage_periods.c.event_count + bindparam("count")},
-        where=None if unlimited else has_room,
+        where=has_room,
     ).returning(
-        usage_periods.c.event_count, usage_periods.c.warned_percent, usage_periods.c.quota_notified
+        usage_periods.c.event_count,
+        usage_periods.c.warned_percent,
+        usage_periods.c.quota_notified,
+        quota.label("quota"),
     )
 
 
