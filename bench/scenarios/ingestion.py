@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench.context import BenchContext
+from bench.heap import frozen_heap
 from bench.ours import POSTGRES_API_ONLY, SQLITE_API_ONLY, SQLITE_ONE_PROCESS, OurService, Topology
 from bench.processes import tree_cpu_seconds
 from bench.publisher import ApiPublisher
@@ -48,7 +49,8 @@ async def publish_flat_out(
             except RuntimeError as error:
                 errors.append(str(error)[:300])
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    with frozen_heap():
+        await asyncio.gather(*(client() for _ in range(clients)))
     return errors
 
 
@@ -66,7 +68,8 @@ async def publish_batches_flat_out(
             except RuntimeError as error:
                 errors.append(str(error)[:300])
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    with frozen_heap():
+        await asyncio.gather(*(client() for _ in range(clients)))
     return errors
 
 
