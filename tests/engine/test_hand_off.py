@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -292,3 +293,33 @@ def test_full_webhook_costs_no_claim_per_refill(tmp_path: Path, receiver: Receiv
     finally:
         slow.stop()
         service.stop()
+
+
+def test_retry_due_under_steady_publishes(
+    make_service: Callable[..., ServiceProcess], receiver: Receiver
+) -> None:
+    # Steady handed-off publishes ask for a refill more often than the poll interval;
+    # the retry of the other webhook comes due only through the poll.
+    service = make_service(env={"WP_LLM_POLL_INTERVAL": "0.5s"})
+    failing_once = Receiver().start()
+    failing_once.reply_with(Reply(status=500))
+    try:
+        with service.client(service.create_key()) as client:
+            create_webhook(
+                client, failing_once.url, events=["generation.failed"], retry_schedule=[0.2]
+            )
+            create_webhook(client, receiver.url, events=["generation.completed"])
+            failed = publish(client, "generation.failed")
+            failing_once.wait_for(1)
+            give_up_at = time.monotonic() + 5.0
+            while len(failing_once.requests) < 2 and time.monotonic() < give_up_at:
+                publish(client, "generation.completed")
+                time.sleep(0.05)
+            steady = len(receiver.requests)
+
+        assert len(failing_once.requests) == 2, f"no retry while {steady} events were delivered"
+        assert {request.headers["webhook-id"] for request in failing_once.requests} == {
+            failed["id"]
+        }
+    finally:
+        failing_once.stop()

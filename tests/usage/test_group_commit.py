@@ -96,6 +96,8 @@ def test_quota_override_read_with_the_count(engine: Engine) -> None:
     defaulted = accounts.ensure_account(engine, "defaulted")
     usage_store.set_account_limits(engine, unlimited, {"event_quota": 0})
     usage_store.set_account_limits(engine, limited, {"event_quota": 3})
+    # A limits row that overrides only the rate keeps the default quota.
+    usage_store.set_account_limits(engine, defaulted, {"rate_limit": 5})
 
     def group_with_default_quota(*group: GroupedPublish) -> list[MeteredBatch | Exception]:
         return usage_store.publish_metered_group(

@@ -122,6 +122,9 @@ class DeliveryWorker:
         # Webhooks the last claim left out for their full quota: rows of theirs may wait,
         # but claiming is no use until one of them has room again.
         self._skipped: set[str] = set()
+        # When to claim even if nothing asks for it: retries come due and other workers'
+        # leases run out without a wake-up. Each claim moves it a poll interval on.
+        self._next_poll_at = 0.0
         self._secrets = SecretCache(box)
         self._records: list[delivery_store.AttemptRecord] = []
         # Attempts in the batch being written now. With in-flight deliveries and queued
@@ -289,6 +292,11 @@ class DeliveryWorker:
         # The leases run from this moment at the latest: the database sets them from the
         # wall clock read below.
         leased_at = time.monotonic()
+        self._next_poll_at = leased_at + self.settings.poll_interval
+        # Cleared before the claim and merged after it, so that what a release or a
+        # publish notes while the claim runs is kept.
+        self._rows_may_wait = False
+        skipped_before, self._skipped = self._skipped, set()
         try:
             batch = await self._db(
                 delivery_store.claim_due,
@@ -314,6 +322,7 @@ class DeliveryWorker:
                     "error": str(error)[:200],
                 },
             )
+            self._claim_failed(skipped_before)
             await self._pause(delay)
             return False
         except Exception:
@@ -325,6 +334,7 @@ class DeliveryWorker:
                 "claim failed unexpectedly; will retry",
                 extra={"worker": self.owner, "failures": self._claim_failures, "retry_in_s": delay},
             )
+            self._claim_failed(skipped_before)
             await self._pause(delay)
             return False
         self._claim_failures = 0
@@ -334,9 +344,14 @@ class DeliveryWorker:
         saturated = self._saturated(batch, quotas)
         # Rows may wait past the batch's end or past a webhook's quota. Only a claim that
         # saw every due row, apart from those of the webhooks it skipped, lets refills rest.
-        self._rows_may_wait = full or saturated
-        self._skipped = set(excluded)
+        self._rows_may_wait = self._rows_may_wait or full or saturated
+        self._skipped.update(excluded)
         return full or (saturated and self._backlog_claim_due())
+
+    def _claim_failed(self, skipped_before: set[str]) -> None:
+        """Keep what was known before a claim that failed: it saw no rows."""
+        self._rows_may_wait = True
+        self._skipped.update(skipped_before)
 
     def _claim_needed(self) -> bool:
         """Return whether a claim may find rows: some may wait, or a skipped webhook has room.
@@ -344,11 +359,16 @@ class DeliveryWorker:
         Next to an endpoint that hangs, each refill of the healthy endpoint used to claim,
         and each claim read past the hanging endpoint's growing backlog only to skip it.
         """
+        now = time.monotonic()
+        if now >= self._next_poll_at:
+            # Owed until a claim runs, even if this one finds no room to claim into.
+            self._rows_may_wait = True
+            self._next_poll_at = now + self.settings.poll_interval
         if self._rows_may_wait:
             return True
         if not self._skipped:
             return False
-        quotas = self._throttles.claim_quotas(time.monotonic(), self._queue.counts())
+        quotas = self._throttles.claim_quotas(now, self._queue.counts())
         # A webhook whose throttle went idle is gone from `quotas`: a claim gives it the default.
         return any(quotas.get(webhook_id, 1) > 0 for webhook_id in self._skipped)
 
@@ -517,16 +537,18 @@ class DeliveryWorker:
             asyncio.create_task(self.wake.wait()),
             asyncio.create_task(self._refill.wait()),
         ]
+        now = time.monotonic()
+        timeout = max(self._next_poll_at - now, 0.0)
         # A paused or rate-limited endpoint may send again before the next poll.
-        timeout = self.settings.poll_interval
-        ready_at = self._throttles.next_ready(time.monotonic())
+        ready_at = self._throttles.next_ready(now)
         if ready_at is not None:
-            timeout = min(timeout, max(ready_at - time.monotonic(), 0.0))
-        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            timeout = min(timeout, max(ready_at - now, 0.0))
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
-        if not done:
-            # The poll: retries come due and other workers' leases run out without a wake-up.
+        if ready_at is not None and time.monotonic() >= ready_at:
+            # A publish skipped the webhook's rows while it was paused, and nothing else
+            # marks them: claim now, whichever waiter ended the wait.
             self._rows_may_wait = True
 
     async def _deliver(
