@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 
-from bench.heap import frozen_heap
 from bench.payload import EVENT_TYPE
 
 # Requests in flight at once while publishing at a fixed rate. When the API falls
@@ -113,11 +112,10 @@ async def publish_at_rate(
         log.response_seconds.append(time.time() - due)
 
     tasks = []
-    with frozen_heap():
-        for index in range(total):
-            delay = start_loop + index / rate_per_second - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(index)))
-        await asyncio.gather(*tasks)
+    for index in range(total):
+        delay = start_loop + index / rate_per_second - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index)))
+    await asyncio.gather(*tasks)
     return log

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import limit
 from bench.context import BenchContext
+from bench.heap import frozen_heap
 from bench.ours import POSTGRES_ONE_PROCESS, POSTGRES_ONE_WORKER, SQLITE_ONE_PROCESS, Topology
 from bench.payload import new_event_id
 from bench.peers.control import PeerSetup
@@ -34,9 +35,10 @@ async def timed_fanout(context: BenchContext, prefix: str, publish: Publish) -> 
     """Publish once and wait until every endpoint under `prefix` got its delivery."""
     count = context.profile.fanout_endpoints
     reader = context.sink.reader(prefix)
-    started = time.time()
-    await publish()
-    complete = await reader.wait_for(count, context.profile.run_timeout_seconds)
+    with frozen_heap():
+        started = time.time()
+        await publish()
+        complete = await reader.wait_for(count, context.profile.run_timeout_seconds)
     await reader.settle()
     times = [receipt.at for receipt in successful(reader.receipts)]
     if not times:

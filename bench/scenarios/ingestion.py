@@ -49,8 +49,7 @@ async def publish_flat_out(
             except RuntimeError as error:
                 errors.append(str(error)[:300])
 
-    with frozen_heap():
-        await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     return errors
 
 
@@ -68,8 +67,7 @@ async def publish_batches_flat_out(
             except RuntimeError as error:
                 errors.append(str(error)[:300])
 
-    with frozen_heap():
-        await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     return errors
 
 
@@ -84,15 +82,16 @@ async def one_run(
     count = context.profile.ingestion_events
     pids = [process.pid for process in service.processes]
     before = await asyncio.to_thread(stored_events, service)
-    cpu_before = sum(map(tree_cpu_seconds, pids))
-    started = time.perf_counter()
     publish = publish_batches_flat_out if batches else publish_flat_out
-    errors = await asyncio.wait_for(
-        publish(publisher, context.data, count, clients),
-        context.profile.run_timeout_seconds,
-    )
-    elapsed = time.perf_counter() - started
-    cpu_seconds = sum(map(tree_cpu_seconds, pids)) - cpu_before
+    with frozen_heap():
+        cpu_before = sum(map(tree_cpu_seconds, pids))
+        started = time.perf_counter()
+        errors = await asyncio.wait_for(
+            publish(publisher, context.data, count, clients),
+            context.profile.run_timeout_seconds,
+        )
+        elapsed = time.perf_counter() - started
+        cpu_seconds = sum(map(tree_cpu_seconds, pids)) - cpu_before
     stored = await asyncio.to_thread(stored_events, service) - before
     return {
         "value": stored / elapsed,

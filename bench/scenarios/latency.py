@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.context import BenchContext
+from bench.heap import frozen_heap
 from bench.ours import POSTGRES_ONE_PROCESS, POSTGRES_ONE_WORKER, SQLITE_ONE_PROCESS, Topology
 from bench.payload import new_event_id
 from bench.peers.control import PeerSetup
@@ -52,7 +53,8 @@ async def measure(
 ) -> dict[str, Any]:
     """Publish at `rate` for `seconds` and summarize each event's latency to the sink."""
     reader = context.sink.reader(prefix)
-    log = await publish_at_rate(send, rate, seconds)
+    with frozen_heap():
+        log = await publish_at_rate(send, rate, seconds)
     complete = await reader.wait_for(len(log.due), DRAIN_SECONDS)
     await reader.settle()
     latencies = receipt_latencies(reader.receipts, log.due, path)

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench import limit
 from bench.context import BenchContext
+from bench.heap import frozen_heap
 from bench.ours import POSTGRES_ONE_WORKER, POSTGRES_TWO_WORKERS, SQLITE_ONE_PROCESS, Topology
 from bench.payload import new_delivery_id, new_event_id, peer_envelope
 from bench.peers.control import PeerSetup
@@ -72,17 +73,18 @@ async def drain_with_cpu(
 async def run_limit(context: BenchContext, count: int) -> dict[str, Any]:
     prefix = context.prefix("throughput")
     reader = context.sink.reader(prefix)
-    cpu_before = time.process_time()
-    sending = limit.post_all(
-        context.sink.url(prefix),
-        count,
-        context.profile.concurrency,
-        False,
-        context.profile.event_bytes,
-    )
-    await asyncio.wait_for(sending, context.profile.run_timeout_seconds)
-    # The bare client runs in this process, so the process's own CPU time is the client's.
-    cpu_ms = (time.process_time() - cpu_before) * 1000 / count
+    with frozen_heap():
+        cpu_before = time.process_time()
+        sending = limit.post_all(
+            context.sink.url(prefix),
+            count,
+            context.profile.concurrency,
+            False,
+            context.profile.event_bytes,
+        )
+        await asyncio.wait_for(sending, context.profile.run_timeout_seconds)
+        # The bare client runs in this process, so the process's own CPU time is the client's.
+        cpu_ms = (time.process_time() - cpu_before) * 1000 / count
     complete = await reader.wait_for(count, context.profile.run_timeout_seconds)
     await reader.settle()
     return drain_record(reader, count, complete, cpu_ms_per_delivery=cpu_ms)
