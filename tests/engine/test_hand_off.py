@@ -138,13 +138,18 @@ def one_process(make_service: object) -> ServiceProcess:
     return make_service()  # type: ignore[operator, no-any-return]
 
 
-def handed_off_total(service: ServiceProcess) -> float:
+def metric_value(service: ServiceProcess, sample: str) -> float:
+    """Return the value of one sample of /metrics, named with its labels."""
     with service.client() as client:
         metrics = client.get("/metrics").text
     for line in metrics.splitlines():
-        if line.startswith("wp_llm_deliveries_handed_off_total "):
-            return float(line.split()[1])
-    raise AssertionError("wp_llm_deliveries_handed_off_total is missing from /metrics")
+        if line.startswith(sample + " "):
+            return float(line.removeprefix(sample + " "))
+    raise AssertionError(f"{sample} is missing from /metrics")
+
+
+def handed_off_total(service: ServiceProcess) -> float:
+    return metric_value(service, "wp_llm_deliveries_handed_off_total")
 
 
 def test_published_events_skip_the_claim(one_process: ServiceProcess, receiver: Receiver) -> None:
@@ -197,16 +202,10 @@ def test_withdrawn_hand_off_needs_a_claim() -> None:
 
 
 def claims_total(service: ServiceProcess, result: str) -> float:
-    with service.client() as client:
-        metrics = client.get("/metrics").text
-    prefix = f'wp_llm_claims_total{{result="{result}"}} '
-    for line in metrics.splitlines():
-        if line.startswith(prefix):
-            return float(line.removeprefix(prefix))
-    raise AssertionError(f"{prefix.strip()} is missing from /metrics")
+    return metric_value(service, f'wp_llm_claims_total{{result="{result}"}}')
 
 
-def test_handed_off_publishes_run_no_empty_claims(
+def test_hand_off_runs_no_empty_claims(
     make_service: Callable[..., ServiceProcess], receiver: Receiver
 ) -> None:
     # A long poll, so that only refills could start claims during the test.

@@ -116,14 +116,14 @@ class DeliveryWorker:
         self._queue = ClaimedQueue()
         self._queue_limit = settings.max_in_flight * QUEUE_LIMIT_FACTOR
         self._backlog_claimed_at = -math.inf
-        # Whether due rows may be waiting in the database. False after a claim came back
-        # short with no quota cutting it; a wake-up, a lease handed back or a poll sets it.
+        # Whether due rows may be waiting in the database. A claim that came back short,
+        # with no quota cutting it, clears it. Wake-ups, released leases and polls set it.
         self._rows_may_wait = True
         # Webhooks the last claim left out for their full quota: rows of theirs may wait,
         # but claiming is no use until one of them has room again.
         self._skipped: set[str] = set()
-        # When to claim even if nothing asks for it: retries come due and other workers'
-        # leases run out without a wake-up. Each claim moves it a poll interval on.
+        # When to claim even without a wake-up or a refill, because retries come due and
+        # other workers' leases run out silently. Each claim moves it a poll interval on.
         self._next_poll_at = 0.0
         self._secrets = SecretCache(box)
         self._records: list[delivery_store.AttemptRecord] = []
@@ -265,10 +265,8 @@ class DeliveryWorker:
             self._refill.clear()
             await self._return_stale()
             self._dispatch_all()
-            # A refill alone claims only when the last claim may have left rows behind.
-            # Deliveries handed over by publishes in this process drain the queue and
-            # ask for a refill after nearly every group, and each empty claim held the
-            # SQLite write lock that the next group waited for.
+            # Handed-off deliveries drain the queue and request a refill after nearly
+            # every publish group. An empty claim for each held SQLite's write lock.
             if self._claim_needed() and await self._claim_once():
                 continue
             await self._wait_for_work()
