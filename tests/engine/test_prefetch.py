@@ -65,6 +65,26 @@ def test_queue_returns_unconfirmed_leases() -> None:
     assert [item.id for item in queue] == ["d2"]
 
 
+def test_queue_takes_past_unconfirmed_leases() -> None:
+    queue = ClaimedQueue()
+    queue.put(delivery("d1", "wh_a"), now=5.0, leased_at=1.0)
+    queue.put(delivery("d2", "wh_a"), now=5.0, leased_at=2.0)
+    queue.put(delivery("d3", "wh_a"), now=5.0, leased_at=4.0)
+    queue.put(delivery("d4", "wh_b"), now=5.0, leased_at=1.0)
+    lapsed: list[ClaimedDelivery] = []
+    taken = queue.take_confirmed("wh_a", 3.0, lapsed)
+    assert taken is not None
+    assert taken.id == "d3"
+    assert [item.id for item in lapsed] == ["d1", "d2"]
+    assert queue.counts() == {"wh_b": 1}
+    assert len(queue) == 1
+    # Nothing confirmed recently enough: no delivery, and the webhook's queue is gone.
+    assert queue.take_confirmed("wh_b", 3.0, lapsed) is None
+    assert [item.id for item in lapsed] == ["d1", "d2", "d4"]
+    assert queue.webhooks() == []
+    assert len(queue) == 0
+
+
 def test_renewal_drops_lost_leases() -> None:
     queue = ClaimedQueue()
     queue.put(delivery("d1", "wh_a"), now=1.0)

@@ -16,6 +16,7 @@ database may miss renewals; it must not then send rows another worker has claime
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 
@@ -69,14 +70,29 @@ class ClaimedQueue:
 
     def take(self, webhook_id: str) -> ClaimedDelivery | None:
         """Remove and return the webhook's oldest waiting delivery, if any."""
+        return self.take_confirmed(webhook_id, -math.inf, [])
+
+    def take_confirmed(
+        self, webhook_id: str, leased_before: float, lapsed: list[ClaimedDelivery]
+    ) -> ClaimedDelivery | None:
+        """Remove and return the webhook's oldest delivery whose lease was last confirmed
+        at `leased_before` or later, if any.
+
+        The unconfirmed deliveries ahead of it are removed too and added to `lapsed`:
+        they must not be sent, because another worker may have claimed them since.
+        """
         queue = self._waiting.get(webhook_id)
-        if not queue:
-            return None
-        entry = queue.popleft()
-        self._count -= 1
-        if not queue:
+        found: ClaimedDelivery | None = None
+        while queue and found is None:
+            entry = queue.popleft()
+            self._count -= 1
+            if entry.leased_at < leased_before:
+                lapsed.append(entry.delivery)
+            else:
+                found = entry.delivery
+        if queue is not None and not queue:
             del self._waiting[webhook_id]
-        return entry.delivery
+        return found
 
     def remove_webhook(self, webhook_id: str) -> list[ClaimedDelivery]:
         """Remove and return every delivery waiting for one webhook."""

@@ -421,14 +421,21 @@ class DeliveryWorker:
         if throttle is None:
             return
         now = time.monotonic()
+        # Completions start deliveries too, so the claim loop's check of unconfirmed
+        # leases (`_return_stale`) may not have run since a renewal was missed.
+        leased_before = now - self.settings.lease_seconds * LEASE_CONFIRMED_FRACTION
+        lapsed: list[delivery_store.ClaimedDelivery] = []
         started = 0
         while self._queue.waiting(webhook_id) and self._capacity() > 0:
             if throttle.allowance(now) <= 0:
                 break
-            delivery = self._queue.take(webhook_id)
-            assert delivery is not None
+            delivery = self._queue.take_confirmed(webhook_id, leased_before, lapsed)
+            if delivery is None:
+                break
             self._launch(delivery, throttle, now)
             started += 1
+        if lapsed:
+            self._release_later([item.id for item in lapsed])
         if started and self._queue.waiting(webhook_id) <= int(throttle.window):
             # Down to its last window of waiting deliveries: claim more in time.
             self._refill.set()
@@ -513,6 +520,18 @@ class DeliveryWorker:
                 )
                 continue
             await self._start_probes(probes)
+
+    def _release_later(self, delivery_ids: list[str]) -> None:
+        """Hand leases back from a callback, which cannot wait for the database, then
+        have the claim loop read the rows again: those still due and unleased come back."""
+
+        async def release() -> None:
+            await self._release(delivery_ids)
+            self._refill.set()
+
+        task = asyncio.create_task(release())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _release(self, delivery_ids: list[str]) -> None:
         """Hand leases back; if the database is down they expire on their own instead."""
