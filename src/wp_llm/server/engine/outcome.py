@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -14,6 +15,9 @@ from wp_llm.server.store.health import GONE_STATUS
 from wp_llm.server.store.webhooks import Endpoint
 
 logger = logging.getLogger(__name__)
+
+# Stored in place of an attempt's error text when the database rejected the attempt.
+DETAILS_NOT_STORED = "the error text of this attempt could not be stored"
 
 
 class RetryPolicies:
@@ -43,6 +47,21 @@ def storable(text: str | None) -> str | None:
     if text is None or "\x00" not in text:
         return text
     return text.replace("\x00", "\ufffd")
+
+
+def without_details(record: AttemptRecord) -> AttemptRecord:
+    """Return the record without the texts that endpoints and networks supply.
+
+    A database that rejects an attempt most likely rejects one of those: the error text
+    or the response body. The status, timing and next state of the delivery stay.
+    """
+    return dataclasses.replace(
+        record,
+        error=None if record.error is None else DETAILS_NOT_STORED,
+        response_body=None,
+        # Set when the endpoint sent a body, since none of it is stored.
+        response_truncated=bool(record.response_body),
+    )
 
 
 def attempt_record(

@@ -40,6 +40,7 @@ from wp_llm.server.engine.outcome import (
     attempt_record,
     delivery_outcome,
     log_outcome,
+    without_details,
 )
 from wp_llm.server.engine.prefetch import ClaimedQueue
 from wp_llm.server.engine.retry import RetryPolicy
@@ -685,15 +686,19 @@ class DeliveryWorker:
                 )
                 return False
             except Exception:
-                # Not a database outage, so it may repeat, but dropping the batch would let
-                # its leases expire and send those deliveries twice. Keep it, and stop claiming.
-                self._records = batch + self._records
-                self._write_failures += 1
-                logger.exception(
-                    "recording attempts failed unexpectedly; will retry",
-                    extra={"worker": self.owner, "count": len(self._records)},
-                )
-                return False
+                # Not a database outage. Most likely the database rejected the data of one
+                # record, so write each alone: one bad record must not hold up the others.
+                unwritten = await self._write_each(batch)
+                if unwritten:
+                    # Dropping them would let their leases expire and send those deliveries
+                    # twice. Keep them, and stop claiming until they are written.
+                    self._records = unwritten + self._records
+                    self._write_failures += 1
+                    logger.exception(
+                        "recording attempts failed unexpectedly; will retry",
+                        extra={"worker": self.owner, "count": len(self._records)},
+                    )
+                    return False
             finally:
                 self._writing = 0
         if self._write_failures:
@@ -703,6 +708,42 @@ class DeliveryWorker:
         # Recorded attempts no longer count against capacity: start waiting deliveries.
         self._dispatch_all()
         return True
+
+    async def _write_each(
+        self, batch: list[delivery_store.AttemptRecord]
+    ) -> list[delivery_store.AttemptRecord]:
+        """Write the records one at a time and return those left unwritten.
+
+        A record that the database rejects is written again without its error text and
+        response body. The rest stay unwritten when the database goes down, or when a
+        record fails without those texts too, because then every write may fail alike.
+        """
+        for index, record in enumerate(batch):
+            try:
+                await self._db(self._record_one, record)
+                continue
+            except DATABASE_ERRORS:
+                return batch[index:]
+            except Exception as error:  # noqa: BLE001 - retried without the texts below
+                rejection = str(error)[:200]
+            try:
+                await self._db(self._record_one, without_details(record))
+            except Exception:  # noqa: BLE001 - the caller keeps the records and logs it
+                return batch[index:]
+            logger.error(
+                "attempt recorded without its error text and response body, "
+                "which the database rejected",
+                extra={
+                    "worker": self.owner,
+                    "delivery_id": record.delivery_id,
+                    "webhook_id": record.webhook_id,
+                    "error": rejection,
+                },
+            )
+        return []
+
+    def _record_one(self, record: delivery_store.AttemptRecord) -> None:
+        delivery_store.record_attempts(self.engine, owner=self.owner, records=[record])
 
     def _write(self, batch: list[delivery_store.AttemptRecord]) -> None:
         # Health is written first, so a webhook that a 410 Gone disables is disabled
