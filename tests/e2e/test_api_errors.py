@@ -276,7 +276,8 @@ GENERATION = {
 # (raw JSON of extra data fields, the field the error must name)
 UNSTORABLE_DATA = [
     (r'{"note": "\ud83d"}', "data.note"),  # an unpaired surrogate is not Unicode text
-    (r'{"note": {"\udc00": 1}}', "data.note"),  # also not as an object key
+    (r'{"note": {"\udc00": 1}}', r"data.note.\udc00"),  # also not as an object key
+    (r'{"note": {"a\u0000b": 1}}', r"data.note.a\u0000b"),  # a key, named with escapes
     (r'{"nested": [1, {"zero": "a\u0000b"}]}', "data.nested[1].zero"),  # NUL
     ('{"counter": 9007199254740993}', "data.counter"),  # beyond 2**53 - 1
     ('{"counter": -100000000000000000000}', "data.counter"),

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -53,6 +54,19 @@ def _check_string(text: str, field: str) -> None:
         raise UnstorableValueError(field, problem)
 
 
+def _check_key(key: str, field: str) -> None:
+    """Raise for an object key under `field` that cannot be stored, naming it with escapes.
+
+    The key itself cannot go into the error as it is: a NUL or a lone surrogate in it is
+    what makes it unstorable, so it is written as a JSON string's escapes (`\\u0000`).
+    """
+    try:
+        _check_string(key, field)
+    except UnstorableValueError as error:
+        escaped = json.dumps(key)[1:-1]
+        raise UnstorableValueError(f"{field}.{escaped}", f"is a key that {error.reason}") from None
+
+
 def check_value(value: Any, field: str, depth: int = 0) -> None:
     """Raise UnstorableValueError for the first value under `field` that cannot be kept as sent.
 
@@ -87,7 +101,7 @@ def _check_container(
         )
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_string(str(key), field)
+            _check_key(str(key), field)
             check_value(item, f"{field}.{key}", depth)
     else:
         for index, item in enumerate(value):
