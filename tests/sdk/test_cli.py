@@ -237,12 +237,16 @@ def test_deliveries_list_get_retry(invoke: Invoke, receiver: Receiver) -> None:
     table = invoke("deliveries", "list", "--event", event["id"])
     shown = invoke("deliveries", "get", delivery["id"])
     retried = invoke("deliveries", "retry", delivery["id"], "--json")
+    retried_again = invoke("deliveries", "retry", delivery["id"])
 
     assert delivery["event_id"] == event["id"]
     assert delivery["id"] in table.stdout
     assert shown.exit_code == 0, shown.output
     assert "503" in shown.stdout
+    # Times in UTC, not Unix seconds.
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown.stdout)
     assert json.loads(retried.stdout)["status"] == "pending"
+    assert f"{delivery['id']} is pending" in retried_again.stdout
 
 
 def test_webhooks_rotate_secret_shows_new_secret(invoke: Invoke) -> None:

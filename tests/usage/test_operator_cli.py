@@ -92,6 +92,16 @@ def test_accounts_list_prints_table(
     assert "50 *" in row
 
 
+def test_accounts_list_footnote_needs_override(own_service: UsageService) -> None:
+    account = new_account(own_service)
+
+    result = cli(own_service, "accounts", "list")
+
+    assert result.returncode == 0, result.stderr
+    assert account.id in result.stdout
+    assert "set for this account" not in result.stdout
+
+
 def test_accounts_show_lists_keys(
     make_account: Callable[..., UsageAccount], usage_service: UsageService
 ) -> None:

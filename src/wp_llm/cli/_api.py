@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import typer
@@ -131,6 +132,13 @@ def collect(page: Page[Any], every_page: bool) -> tuple[list[Any], bool]:
 def show_more_hint(has_more: bool, items: list[Any], command: str) -> None:
     if has_more and items:
         note(f"more results: pass --all, or {command} --starting-after {items[-1].id}")
+
+
+def utc_text(seconds: int | None) -> str:
+    """Return Unix seconds as an ISO 8601 UTC time, or `-` for none."""
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def display_value(value: Any) -> str:

@@ -39,6 +39,7 @@ from wp_llm.cli._api import (
     print_json,
     show_more_hint,
     split_values,
+    utc_text,
 )
 from wp_llm.cli._app import app
 from wp_llm.cli._listen import LISTEN_HOST, ForwardedDelivery, ForwardingServer
@@ -48,6 +49,8 @@ app.add_typer(deliveries_app, name="deliveries")
 
 DELIVERY_STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
 STOP_POLL_SECONDS = 0.5
+# Fields of a delivery in Unix seconds, which `deliveries get` shows as UTC times.
+DELIVERY_TIMES = frozenset({"created", "next_attempt_at", "last_attempt_at"})
 
 
 @app.command()
@@ -137,7 +140,7 @@ def get_delivery(
         print_json(delivery.to_dict())
         return
     summary = {
-        name: value
+        name: utc_text(value) if name in DELIVERY_TIMES else value
         for name, value in delivery.to_dict().items()
         if name not in {"object", "attempts"}
     }
@@ -146,7 +149,7 @@ def get_delivery(
     for attempt in delivery.attempts or []:
         status = "" if attempt.status_code is None else str(attempt.status_code)
         attempts.add_row(
-            str(attempt.attempted_at),
+            utc_text(attempt.attempted_at),
             attempt.outcome,
             status,
             str(attempt.latency_ms),
@@ -168,7 +171,7 @@ def retry_delivery(
     if json_output:
         print_json(delivery.to_dict())
         return
-    note(f"{delivery.id} is {delivery.status}; the delivery engine sends it next")
+    output.print(f"{delivery.id} is {delivery.status}; the delivery engine sends it next")
 
 
 def checked_forward_url(url: str) -> str:

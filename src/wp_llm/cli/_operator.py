@@ -6,7 +6,6 @@ import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wp_llm.cli._api import utc_text
 from wp_llm.cli._app import app, fail
 from wp_llm.cli._server import DATA_DIR_OPTION, DATABASE_OPTION, _engine, _settings
 
@@ -59,12 +59,6 @@ def _now(settings: Any) -> float:
     from wp_llm.server.usage.clock import create_clock
 
     return create_clock(settings.clock_offset_file).now()
-
-
-def _utc_text(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _find_account_id(engine: Any, name_or_id: str) -> str:
@@ -151,7 +145,9 @@ def list_accounts(
 
 
 def _accounts_table(objects: list[dict[str, Any]], label: str) -> Table:
-    table = Table(title=f"Accounts, usage in {label} (UTC)", caption="* set for this account")
+    marked = any(item["overrides"] for item in objects)
+    caption = "* set for this account" if marked else None
+    table = Table(title=f"Accounts, usage in {label} (UTC)", caption=caption)
     for header in ("id", "name", "keys"):
         table.add_column(header, no_wrap=True)
     table.add_column(f"events in {label}", justify="right")
@@ -203,15 +199,15 @@ def _print_account(item: dict[str, Any]) -> None:
     share = f" ({item['events'] * 100 // quota}%)" if quota > 0 else ""
 
     output.print(
-        f"[bold]{escape(item['name'])}[/bold] {item['id']}, created {_utc_text(item['created'])}"
+        f"[bold]{escape(item['name'])}[/bold] {item['id']}, created {utc_text(item['created'])}"
     )
     output.print(f"rate limit   {_rate_text(item)} {source[rate_overridden]}", highlight=False)
     output.print(
         f"event quota  {_quota_text(item)} {source['event_quota' in overrides]}", highlight=False
     )
     output.print(
-        f"usage        {item['events']} events{share} from {_utc_text(item['period_start'])} "
-        f"to {_utc_text(item['period_end'])}",
+        f"usage        {item['events']} events{share} from {utc_text(item['period_start'])} "
+        f"to {utc_text(item['period_end'])}",
         highlight=False,
     )
     warned = f"{item['warned_percent']}%" if item["warned_percent"] else "none"
@@ -221,9 +217,9 @@ def _print_account(item: dict[str, Any]) -> None:
     )
     output.print(f"keys         {item['live_keys']} live", highlight=False)
     for key in item["keys"]:
-        state = f"revoked {_utc_text(key['revoked_at'])}" if key["revoked_at"] else "live"
+        state = f"revoked {utc_text(key['revoked_at'])}" if key["revoked_at"] else "live"
         output.print(
-            f"  {key['id']}  {key['hint']}…  created {_utc_text(key['created'])}  {state}",
+            f"  {key['id']}  {key['hint']}…  created {utc_text(key['created'])}  {state}",
             highlight=False,
         )
 
