@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 
-from tests.engine.servers import ScriptedReceiver, answer
+from tests.engine.servers import ScriptedReceiver
 from tests.engine.test_claim import BOX, add_webhook, publish, set_webhook
 from wp_llm.server import ids
 from wp_llm.server.config import Settings
@@ -21,12 +23,11 @@ from wp_llm.server.store import accounts
 from wp_llm.server.store import deliveries as delivery_store
 
 LEASE_SECONDS = 1.0
-# The first delivery is still in flight when the second one's lease has run out.
-FIRST_REPLY_SECONDS = 2.0
-# When the other worker takes the second delivery: after the lease ran out, before the
-# first delivery finishes.
+# When the other worker takes the second delivery: after its lease ran out.
 OTHER_CLAIM_AFTER_SECONDS = 1.4
-# How long after the first reply the test waits for a second request that must not come.
+# How long the receiver may hold a request at most, and how long after the first reply
+# the test waits for a second request that must not come.
+HOLD_TIMEOUT_SECONDS = 10.0
 QUIET_SECONDS = 1.0
 OTHER_WORKER = "other-worker"
 
@@ -50,7 +51,14 @@ def test_lapsed_lease_not_started_on_completion(
 ) -> None:
     engine = migrated_engine
     account_id = accounts.ensure_account(engine, "lapsed-leases")
-    receiver = scripted(answer(204, delay=FIRST_REPLY_SECONDS))
+    # Requests wait for the reply until the other worker has claimed the second delivery.
+    replying = threading.Event()
+
+    async def reply_when_released(_request: web.Request) -> web.StreamResponse:
+        await asyncio.to_thread(replying.wait, HOLD_TIMEOUT_SECONDS)
+        return web.Response(status=204)
+
+    receiver = scripted(reply_when_released)
     # One at a time: the second delivery waits in the worker's queue behind the first.
     webhook_id = add_webhook(engine, account_id, ["generation.*"], max_concurrency=1)
     set_webhook(engine, webhook_id, url=receiver.url)
@@ -82,11 +90,12 @@ def test_lapsed_lease_not_started_on_completion(
                     .where(deliveries.c.id == second_id)
                     .values(lease_owner=OTHER_WORKER, lease_until=ids.now_ms() + 60_000)
                 )
-            quiet_until = first.received_at + FIRST_REPLY_SECONDS + QUIET_SECONDS
-            await asyncio.sleep(quiet_until - time.time())
+            replying.set()
+            await asyncio.sleep(QUIET_SECONDS)
             sent = [request.headers["x-wp-llm-delivery"] for request in receiver.requests]
             return first_id, second_id, sent
         finally:
+            replying.set()
             worker.stop()
             await running
 

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -19,6 +20,7 @@ from wp_llm.server.db.schema import attempts, deliveries
 from wp_llm.server.engine.outcome import DETAILS_NOT_STORED, without_details
 from wp_llm.server.engine.worker import DeliveryWorker
 from wp_llm.server.store import accounts
+from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store.deliveries import AttemptRecord
 
 EVENTS = 5
@@ -54,6 +56,18 @@ def pending_count(engine: Engine) -> int:
         return int(connection.execute(query).scalar_one())
 
 
+async def drain(engine: Engine, worker: DeliveryWorker) -> None:
+    """Run the worker until no delivery is pending, or for DRAIN_TIMEOUT_SECONDS."""
+    running = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        while pending_count(engine) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+        await running
+
+
 def statuses(engine: Engine, webhook_id: str) -> list[str]:
     query = select(deliveries.c.status).where(deliveries.c.webhook_id == webhook_id)
     with engine.connect() as connection:
@@ -83,18 +97,8 @@ def test_rejected_attempt_stored_without_texts(
     )
     worker = DeliveryWorker(engine, BOX, settings)
 
-    async def drain() -> None:
-        running = asyncio.create_task(worker.run())
-        try:
-            deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-            while pending_count(engine) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-        finally:
-            worker.stop()
-            await running
-
     with caplog.at_level(logging.ERROR, logger="wp_llm.server.engine.worker"):
-        asyncio.run(drain())
+        asyncio.run(drain(engine, worker))
 
     assert statuses(engine, healthy) == ["succeeded"] * EVENTS
     assert statuses(engine, rejected) == ["succeeded"] * EVENTS
@@ -105,6 +109,45 @@ def test_rejected_attempt_stored_without_texts(
         stored = [tuple(row) for row in connection.execute(query)]
     assert stored == [(200, None, True)] * EVENTS
     assert "which the database rejected" in caplog.text
+
+
+def test_other_write_error_keeps_texts(
+    migrated_engine: Engine,
+    database_url: str,
+    tmp_path: Path,
+    scripted: Callable[..., ScriptedReceiver],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = migrated_engine
+    account_id = accounts.ensure_account(engine, "write-errors")
+    webhook_id = add_webhook(engine, account_id, ["generation.*"])
+    set_webhook(engine, webhook_id, url=scripted(rejected_reply).url)
+    publish(engine, account_id, "generation.completed", EVENTS)
+    record_attempts = delivery_store.record_attempts
+    calls: list[int] = []
+
+    def fail_first_write(*args: Any, **options: Any) -> None:
+        calls.append(len(options["records"]))
+        if len(calls) == 1:
+            raise RuntimeError("connection pool exhausted")
+        record_attempts(*args, **options)
+
+    monkeypatch.setattr(delivery_store, "record_attempts", fail_first_write)
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        run_worker=False,
+        allow_private_networks=True,
+    )
+    asyncio.run(drain(engine, DeliveryWorker(engine, BOX, settings)))
+
+    assert len(calls) >= 2
+    assert statuses(engine, webhook_id) == ["succeeded"] * EVENTS
+    query = select(attempts.c.response_body).where(attempts.c.webhook_id == webhook_id)
+    with engine.connect() as connection:
+        bodies = list(connection.execute(query).scalars())
+    # Written again unchanged: the error was not about the data.
+    assert bodies == [REJECTED_BODY] * EVENTS
 
 
 def test_without_details_keeps_outcome() -> None:

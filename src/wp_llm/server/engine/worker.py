@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from wp_llm.server import ids
 from wp_llm.server.config import Settings
@@ -84,6 +84,9 @@ MAX_SHARE_DIVISOR = 2
 
 # Errors of a database that is down, restarting or unreachable: wait and try again.
 DATABASE_ERRORS = (OperationalError, InterfaceError)
+# Errors of a value the database cannot store: a text with a NUL or a lone surrogate, a
+# number out of range, a constraint. Another attempt with the same data fails alike.
+REJECTED_DATA = (DataError, IntegrityError, UnicodeError)
 
 T = TypeVar("T")
 
@@ -128,6 +131,9 @@ class DeliveryWorker:
         self._next_poll_at = 0.0
         self._secrets = SecretCache(box)
         self._records: list[delivery_store.AttemptRecord] = []
+        # Deliveries passed over unsent because their lease was not confirmed recently,
+        # to hand back before the next claim.
+        self._lapsed: list[str] = []
         # Attempts in the batch being written now. With in-flight deliveries and queued
         # records, they are sent but unrecorded, and all together stay within max_in_flight.
         self._writing = 0
@@ -436,7 +442,9 @@ class DeliveryWorker:
             self._launch(delivery, throttle, now)
             started += 1
         if lapsed:
-            self._release_later([item.id for item in lapsed])
+            # Handed back by the claim loop, which never claims at the same time.
+            self._lapsed.extend(item.id for item in lapsed)
+            self._refill.set()
         if started and self._queue.waiting(webhook_id) <= int(throttle.window):
             # Down to its last window of waiting deliveries: claim more in time.
             self._refill.set()
@@ -478,8 +486,14 @@ class DeliveryWorker:
             queued_before=now - MAX_QUEUED_SECONDS,
             leased_before=now - self.settings.lease_seconds * LEASE_CONFIRMED_FRACTION,
         )
-        if stale:
-            await self._release([delivery.id for delivery in stale])
+        returned = [delivery.id for delivery in stale]
+        if self._lapsed:
+            # A claim since may have leased some of them to this worker again: keep those.
+            held = {delivery.id for delivery in self._queue} | self._in_flight.keys()
+            returned += [delivery_id for delivery_id in self._lapsed if delivery_id not in held]
+            self._lapsed = []
+        if returned:
+            await self._release(returned)
 
     async def _start_probes(self, probes: list[delivery_store.ClaimedDelivery]) -> None:
         """Start probes at once: a probe is the one delivery an open circuit lets through."""
@@ -521,18 +535,6 @@ class DeliveryWorker:
                 )
                 continue
             await self._start_probes(probes)
-
-    def _release_later(self, delivery_ids: list[str]) -> None:
-        """Hand leases back from a callback, which cannot wait for the database, then
-        have the claim loop read the rows again: those still due and unleased come back."""
-
-        async def release() -> None:
-            await self._release(delivery_ids)
-            self._refill.set()
-
-        task = asyncio.create_task(release())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _release(self, delivery_ids: list[str]) -> None:
         """Hand leases back; if the database is down they expire on their own instead."""
@@ -685,20 +687,32 @@ class DeliveryWorker:
                     },
                 )
                 return False
-            except Exception:
-                # Not a database outage. Most likely the database rejected the data of one
-                # record, so write each alone: one bad record must not hold up the others.
-                unwritten = await self._write_each(batch)
+            except REJECTED_DATA as rejection:
+                # One bad record must not hold up the others: find it by halving the batch.
+                unwritten, failure = await self._write_rejected(batch, rejection)
                 if unwritten:
-                    # Dropping them would let their leases expire and send those deliveries
-                    # twice. Keep them, and stop claiming until they are written.
                     self._records = unwritten + self._records
                     self._write_failures += 1
-                    logger.exception(
-                        "recording attempts failed unexpectedly; will retry",
-                        extra={"worker": self.owner, "count": len(self._records)},
+                    logger.error(
+                        "recording attempts failed; will retry",
+                        extra={
+                            "worker": self.owner,
+                            "count": len(self._records),
+                            "error": str(failure)[:200],
+                        },
+                        exc_info=failure,
                     )
                     return False
+            except Exception:
+                # Not a database outage, so it may repeat, but dropping the batch would let
+                # its leases expire and send those deliveries twice. Keep it, and stop claiming.
+                self._records = batch + self._records
+                self._write_failures += 1
+                logger.exception(
+                    "recording attempts failed unexpectedly; will retry",
+                    extra={"worker": self.owner, "count": len(self._records)},
+                )
+                return False
             finally:
                 self._writing = 0
         if self._write_failures:
@@ -709,41 +723,53 @@ class DeliveryWorker:
         self._dispatch_all()
         return True
 
-    async def _write_each(
-        self, batch: list[delivery_store.AttemptRecord]
-    ) -> list[delivery_store.AttemptRecord]:
-        """Write the records one at a time and return those left unwritten.
+    async def _write_rejected(
+        self, records: list[delivery_store.AttemptRecord], rejection: Exception
+    ) -> tuple[list[delivery_store.AttemptRecord], Exception | None]:
+        """Write records that the database rejected together, in halves, and return those
+        left unwritten with the error that left them.
 
-        A record that the database rejects is written again without its error text and
-        response body. The rest stay unwritten when the database goes down, or when a
-        record fails without those texts too, because then every write may fail alike.
+        Halving finds k rejected records of n in about 2 * k * log2(n) writes. A single
+        rejected record is written again without its error text and response body.
         """
-        for index, record in enumerate(batch):
+        if len(records) == 1:
+            return await self._write_without_details(records[0], rejection)
+        middle = len(records) // 2
+        unwritten: list[delivery_store.AttemptRecord] = []
+        last_error: Exception | None = None
+        for part in (records[:middle], records[middle:]):
             try:
-                await self._db(self._record_one, record)
+                await self._db(self._record, part)
                 continue
-            except DATABASE_ERRORS:
-                return batch[index:]
-            except Exception as error:  # noqa: BLE001 - retried without the texts below
-                rejection = str(error)[:200]
-            try:
-                await self._db(self._record_one, without_details(record))
-            except Exception:  # noqa: BLE001 - the caller keeps the records and logs it
-                return batch[index:]
-            logger.error(
-                "attempt recorded without its error text and response body, "
-                "which the database rejected",
-                extra={
-                    "worker": self.owner,
-                    "delivery_id": record.delivery_id,
-                    "webhook_id": record.webhook_id,
-                    "error": rejection,
-                },
-            )
-        return []
+            except REJECTED_DATA as part_rejection:
+                left, error = await self._write_rejected(part, part_rejection)
+            except Exception as failure:  # noqa: BLE001 - kept for the caller to retry
+                left, error = part, failure
+            unwritten += left
+            last_error = error or last_error
+        return unwritten, last_error
 
-    def _record_one(self, record: delivery_store.AttemptRecord) -> None:
-        delivery_store.record_attempts(self.engine, owner=self.owner, records=[record])
+    async def _write_without_details(
+        self, record: delivery_store.AttemptRecord, rejection: Exception
+    ) -> tuple[list[delivery_store.AttemptRecord], Exception | None]:
+        try:
+            await self._db(self._record, [without_details(record)])
+        except Exception as failure:  # noqa: BLE001 - kept for the caller to retry
+            return [record], failure
+        logger.error(
+            "attempt recorded without its error text and response body, "
+            "which the database rejected",
+            extra={
+                "worker": self.owner,
+                "delivery_id": record.delivery_id,
+                "webhook_id": record.webhook_id,
+                "error": str(rejection)[:200],
+            },
+        )
+        return [], None
+
+    def _record(self, records: list[delivery_store.AttemptRecord]) -> None:
+        delivery_store.record_attempts(self.engine, owner=self.owner, records=records)
 
     def _write(self, batch: list[delivery_store.AttemptRecord]) -> None:
         # Health is written first, so a webhook that a 410 Gone disables is disabled
