@@ -278,6 +278,7 @@ UNSTORABLE_DATA = [
     (r'{"note": "\ud83d"}', "data.note"),  # an unpaired surrogate is not Unicode text
     (r'{"note": {"\udc00": 1}}', r"data.note.\udc00"),  # also not as an object key
     (r'{"note": {"a\u0000b": 1}}', r"data.note.a\u0000b"),  # a key, named with escapes
+    (r'{"note": {"caf\u00e9\u0000": 1}}', r"data.note.café\u0000"),  # only bad ones escaped
     (r'{"nested": [1, {"zero": "a\u0000b"}]}', "data.nested[1].zero"),  # NUL
     ('{"counter": 9007199254740993}', "data.counter"),  # beyond 2**53 - 1
     ('{"counter": -100000000000000000000}', "data.counter"),

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -55,16 +54,31 @@ def _check_string(text: str, field: str) -> None:
 
 
 def _check_key(key: str, field: str) -> None:
-    """Raise for an object key under `field` that cannot be stored, naming it with escapes.
+    """Raise for an object key under `field` that cannot be stored, naming it escaped.
 
-    The key itself cannot go into the error as it is: a NUL or a lone surrogate in it is
-    what makes it unstorable, so it is written as a JSON string's escapes (`\\u0000`).
+    The key cannot go into the error as it is, because a NUL or a lone surrogate in it
+    is what makes it unstorable. Those characters, other control characters and
+    backslashes are written as JSON escapes (`a\\u0000b`), and everything else as sent.
     """
     try:
         _check_string(key, field)
     except UnstorableValueError as error:
-        escaped = json.dumps(key)[1:-1]
-        raise UnstorableValueError(f"{field}.{escaped}", f"is a key that {error.reason}") from None
+        raise UnstorableValueError(
+            f"{field}.{_escaped(key)}", f"is a key that {error.reason}"
+        ) from None
+
+
+def _escaped(text: str) -> str:
+    parts = []
+    for character in text:
+        code = ord(character)
+        if character == "\\":
+            parts.append("\\\\")
+        elif code < 0x20 or code in _SURROGATES:
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(character)
+    return "".join(parts)
 
 
 def check_value(value: Any, field: str, depth: int = 0) -> None:
