@@ -136,7 +136,7 @@ class DeliveryWorker:
         self._lapsed: list[str] = []
         # Attempts in the batch being written now. With in-flight deliveries and queued
         # records, they are sent but unrecorded, and all together stay within max_in_flight.
-        self._writing = 0
+        self._writing: list[delivery_store.AttemptRecord] = []
 
         breaker = CircuitBreaker(
             failure_threshold=settings.circuit_failure_threshold,
@@ -280,7 +280,7 @@ class DeliveryWorker:
 
     def _capacity(self) -> int:
         """Deliveries that may start now: sent but unrecorded ones count until written."""
-        unrecorded = len(self._in_flight) + len(self._records) + self._writing
+        unrecorded = len(self._in_flight) + len(self._records) + len(self._writing)
         return self.settings.max_in_flight - unrecorded
 
     async def _claim_once(self) -> bool:
@@ -344,7 +344,7 @@ class DeliveryWorker:
             return False
         self._claim_failures = 0
         metrics.CLAIMS.labels("found" if batch else "empty").inc()
-        self._enqueue(batch, leased_at)
+        self._enqueue(self._not_sent_yet(batch), leased_at)
         full = len(batch) >= limit
         saturated = self._saturated(batch, quotas)
         # Rows may wait past the batch's end or past a webhook's quota. Only a claim that
@@ -352,6 +352,22 @@ class DeliveryWorker:
         self._rows_may_wait = self._rows_may_wait or full or saturated
         self._skipped.update(excluded)
         return full or (saturated and self._backlog_claim_due())
+
+    def _not_sent_yet(
+        self, batch: list[delivery_store.ClaimedDelivery]
+    ) -> list[delivery_store.ClaimedDelivery]:
+        """Leave out claimed rows that this worker has sent and not yet recorded.
+
+        A claim takes rows whose lease ran out. After renewals failed for a whole lease,
+        those include this worker's own unrecorded deliveries. The claim leased them to
+        it again, so their pending records still move them on.
+        """
+        if not batch:
+            return batch
+        sent = self._in_flight.keys() | {
+            record.delivery_id for record in (*self._records, *self._writing)
+        }
+        return [delivery for delivery in batch if delivery.id not in sent]
 
     def _claim_failed(self, skipped_before: set[str]) -> None:
         """Keep what was known before a claim that failed: it saw no rows."""
@@ -671,7 +687,7 @@ class DeliveryWorker:
             batch, self._records = self._records, []
             if not batch:
                 return True
-            self._writing = len(batch)
+            self._writing = batch
             try:
                 await self._db(self._write, batch)
             except DATABASE_ERRORS as error:
@@ -714,7 +730,7 @@ class DeliveryWorker:
                 )
                 return False
             finally:
-                self._writing = 0
+                self._writing = []
         if self._write_failures:
             # Claiming stopped while writes failed: resume it.
             self._write_failures = 0
