@@ -5,11 +5,25 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from wp_llm.server.config import Settings
+
 T = TypeVar("T")
+
+
+def worker_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Return settings for a worker that a test runs in its own event loop, on loopback."""
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        run_worker=False,
+        allow_private_networks=True,
+        **overrides,
+    )
 
 
 def wait_until(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.05) -> T:

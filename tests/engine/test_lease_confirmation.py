@@ -13,10 +13,10 @@ from aiohttp import web
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 
+from tests.engine.helpers import worker_settings
 from tests.engine.servers import ScriptedReceiver
 from tests.engine.test_claim import BOX, add_webhook, publish, set_webhook
 from wp_llm.server import ids
-from wp_llm.server.config import Settings
 from wp_llm.server.db.schema import deliveries
 from wp_llm.server.engine.worker import DeliveryWorker
 from wp_llm.server.store import accounts
@@ -64,13 +64,8 @@ def test_lapsed_lease_not_started_on_completion(
     set_webhook(engine, webhook_id, url=receiver.url)
     publish(engine, account_id, "generation.completed", 2)
     monkeypatch.setattr(delivery_store, "extend_leases", cut_off_renewals)
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path,
-        run_worker=False,
-        allow_private_networks=True,
-        lease_seconds=LEASE_SECONDS,
-        poll_interval=60.0,
+    settings = worker_settings(
+        database_url, tmp_path, lease_seconds=LEASE_SECONDS, poll_interval=60.0
     )
     worker = DeliveryWorker(engine, BOX, settings)
 

@@ -72,9 +72,9 @@ def test_queue_takes_past_unconfirmed_leases() -> None:
     queue.put(delivery("d3", "wh_a"), now=5.0, leased_at=4.0)
     queue.put(delivery("d4", "wh_b"), now=5.0, leased_at=1.0)
     lapsed: list[ClaimedDelivery] = []
-    taken = queue.take_confirmed("wh_a", 3.0, lapsed)
-    assert taken is not None
-    assert taken.id == "d3"
+    found = queue.take_confirmed("wh_a", 3.0, lapsed)
+    assert found is not None
+    assert found.id == "d3"
     assert [item.id for item in lapsed] == ["d1", "d2"]
     assert queue.counts() == {"wh_b": 1}
     assert len(queue) == 1

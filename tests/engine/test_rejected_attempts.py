@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from sqlalchemy import Engine, func, select, text
 
+from tests.engine.helpers import worker_settings
 from tests.engine.servers import ScriptedReceiver
 from tests.engine.test_claim import BOX, add_webhook, publish, set_webhook
-from wp_llm.server.config import Settings
 from wp_llm.server.db.schema import attempts, deliveries
 from wp_llm.server.engine.outcome import DETAILS_NOT_STORED, without_details
 from wp_llm.server.engine.worker import DeliveryWorker
@@ -89,12 +89,7 @@ def test_rejected_attempt_stored_without_texts(
     healthy = add_webhook(engine, account_id, ["generation.*"])
     set_webhook(engine, healthy, url=scripted().url)
     publish(engine, account_id, "generation.completed", EVENTS)
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path,
-        run_worker=False,
-        allow_private_networks=True,
-    )
+    settings = worker_settings(database_url, tmp_path)
     worker = DeliveryWorker(engine, BOX, settings)
 
     with caplog.at_level(logging.ERROR, logger="wp_llm.server.engine.worker"):
@@ -133,12 +128,7 @@ def test_other_write_error_keeps_texts(
         record_attempts(*args, **options)
 
     monkeypatch.setattr(delivery_store, "record_attempts", fail_first_write)
-    settings = Settings(
-        database_url=database_url,
-        data_dir=tmp_path,
-        run_worker=False,
-        allow_private_networks=True,
-    )
+    settings = worker_settings(database_url, tmp_path)
     asyncio.run(drain(engine, DeliveryWorker(engine, BOX, settings)))
 
     assert len(calls) >= 2

@@ -344,7 +344,7 @@ class DeliveryWorker:
             return False
         self._claim_failures = 0
         metrics.CLAIMS.labels("found" if batch else "empty").inc()
-        self._enqueue(self._not_sent_yet(batch), leased_at)
+        self._enqueue(self._not_own(batch), leased_at)
         full = len(batch) >= limit
         saturated = self._saturated(batch, quotas)
         # Rows may wait past the batch's end or past a webhook's quota. Only a claim that
@@ -353,21 +353,32 @@ class DeliveryWorker:
         self._skipped.update(excluded)
         return full or (saturated and self._backlog_claim_due())
 
-    def _not_sent_yet(
+    def _not_own(
         self, batch: list[delivery_store.ClaimedDelivery]
     ) -> list[delivery_store.ClaimedDelivery]:
-        """Leave out claimed rows that this worker has sent and not yet recorded.
+        """Leave out claimed rows that this worker already has: queued, in flight or sent
+        and not yet recorded.
 
         A claim takes rows whose lease ran out. After renewals failed for a whole lease,
-        those include this worker's own unrecorded deliveries. The claim leased them to
-        it again, so their pending records still move them on.
+        those include this worker's own deliveries. The claim leased them to it again,
+        so their pending records still move them on.
         """
         if not batch:
             return batch
-        sent = self._in_flight.keys() | {
-            record.delivery_id for record in (*self._records, *self._writing)
+        own = self._own_delivery_ids()
+        return [delivery for delivery in batch if delivery.id not in own]
+
+    def _own_delivery_ids(self) -> set[str]:
+        """Return the ids of this worker's deliveries: queued, in flight or unrecorded."""
+        return {
+            *self._in_flight,
+            *(delivery.id for delivery in self._queue),
+            *(record.delivery_id for record in (*self._records, *self._writing)),
         }
-        return [delivery for delivery in batch if delivery.id not in sent]
+
+    def _unconfirmed_before(self, now: float) -> float:
+        """Return the time before which a lease confirmation is too old to send on."""
+        return now - self.settings.lease_seconds * LEASE_CONFIRMED_FRACTION
 
     def _claim_failed(self, skipped_before: set[str]) -> None:
         """Keep what was known before a claim that failed: it saw no rows."""
@@ -446,7 +457,7 @@ class DeliveryWorker:
         now = time.monotonic()
         # Completions start deliveries too, so the claim loop's check of unconfirmed
         # leases (`_return_stale`) may not have run since a renewal was missed.
-        leased_before = now - self.settings.lease_seconds * LEASE_CONFIRMED_FRACTION
+        leased_before = self._unconfirmed_before(now)
         lapsed: list[delivery_store.ClaimedDelivery] = []
         started = 0
         while self._queue.waiting(webhook_id) and self._capacity() > 0:
@@ -500,13 +511,13 @@ class DeliveryWorker:
         now = time.monotonic()
         stale = self._queue.remove_stale(
             queued_before=now - MAX_QUEUED_SECONDS,
-            leased_before=now - self.settings.lease_seconds * LEASE_CONFIRMED_FRACTION,
+            leased_before=self._unconfirmed_before(now),
         )
         returned = [delivery.id for delivery in stale]
         if self._lapsed:
             # A claim since may have leased some of them to this worker again: keep those.
-            held = {delivery.id for delivery in self._queue} | self._in_flight.keys()
-            returned += [delivery_id for delivery_id in self._lapsed if delivery_id not in held]
+            own = self._own_delivery_ids()
+            returned += [delivery_id for delivery_id in self._lapsed if delivery_id not in own]
             self._lapsed = []
         if returned:
             await self._release(returned)
@@ -799,11 +810,7 @@ class DeliveryWorker:
             await asyncio.sleep(interval)
             # Attempts waiting to be recorded keep their leases too, so a database outage
             # shorter than the lease does not make them due for a second send.
-            leased = [
-                *self._in_flight,
-                *(delivery.id for delivery in self._queue),
-                *(record.delivery_id for record in self._records),
-            ]
+            leased = list(self._own_delivery_ids())
             listed_at = time.monotonic()
             until = ids.now_ms() + int(self.settings.lease_seconds * 1000)
             try:
