@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tests.engine.servers import Handler, ScriptedReceiver, answer, no_content
 from tests.engine.tls import issue_certificates
 from wp_llm.server.engine.netguard import AddressPolicy, BlockedAddressError, GuardedResolver
-from wp_llm.server.engine.sender import Sender
+from wp_llm.server.engine.sender import Sender, _Deadline, _Deadlines
 
 BODY_LIMIT = 4096
 TIMEOUT_SECONDS = 1.0
@@ -147,6 +147,65 @@ async def test_sender_uses_endpoint_timeout(sender: Sender, serve: list[Scripted
     result = await sender.send(receiver.url, b"{}", {}, timeout=0.3)
     assert result.failure == "timeout"
     assert result.error == "timed out after 0.3s"
+
+
+async def test_sender_timeout_leaves_task_uncancelled(
+    sender: Sender, serve: list[ScriptedReceiver]
+) -> None:
+    receiver = start(serve, answer(204, delay=0.6))
+    result = await sender.send(receiver.url, b"{}", {}, timeout=0.2)
+    assert result.failure == "timeout"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    # A later await of the same task runs normally.
+    await asyncio.sleep(0.01)
+
+
+async def test_sender_passes_on_outside_cancel(
+    sender: Sender, serve: list[ScriptedReceiver]
+) -> None:
+    receiver = start(serve, answer(204, delay=0.6))
+    sending = asyncio.create_task(sender.send(receiver.url, b"{}", {}, timeout=0.3))
+    await asyncio.sleep(0.1)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+
+
+async def test_deadline_and_outside_cancel_together_cancel() -> None:
+    deadlines = _Deadlines()
+    started = asyncio.Event()
+    timers: list[_Deadline] = []
+
+    async def wait_forever() -> None:
+        timers.append(deadlines.start(60.0))
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(wait_forever())
+    await started.wait()
+    # The deadline fires and someone else cancels the task before it runs again.
+    deadlines._expire(timers[0].when)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deadlines.stop(timers[0]) is False
+
+
+async def test_sender_deadlines_share_timers(sender: Sender, serve: list[ScriptedReceiver]) -> None:
+    receiver = start(serve, answer(204, delay=0.6))
+    sending = asyncio.gather(
+        *(sender.send(receiver.url, b"{}", {}, timeout=0.2) for _ in range(20))
+    )
+    await asyncio.sleep(0.05)
+    due = sender._deadlines._due
+    # Requests started together fall on one grid point, or two if they straddle one.
+    assert len(due) <= 2
+    assert sum(len(deadlines) for deadlines in due.values()) == 20
+    results = await sending
+    assert [result.failure for result in results] == ["timeout"] * 20
+    assert not any(sender._deadlines._due.values())
 
 
 async def test_sender_does_not_follow_redirect(
