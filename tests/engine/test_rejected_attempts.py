@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -162,8 +163,6 @@ def test_without_details_keeps_outcome() -> None:
     assert stripped.attempt_id == record.attempt_id
     assert (stripped.status_code, stripped.latency_ms, stripped.succeeded) == (500, 12, False)
     assert (stripped.next_status, stripped.next_attempt_at) == ("pending", 61_000)
-    no_texts = without_details(
-        AttemptRecord(**{**record.__dict__, "error": None, "response_body": None})
-    )
+    no_texts = without_details(dataclasses.replace(record, error=None, response_body=None))
     assert no_texts.error is None
     assert no_texts.response_truncated is False

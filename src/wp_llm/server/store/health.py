@@ -42,7 +42,7 @@ _HEALTH_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EndpointOutcome:
     """One finished attempt as endpoint health uses it, with times in Unix milliseconds."""
 
