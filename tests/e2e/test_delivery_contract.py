@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import Account
 from tests.e2e.helpers import create_webhook, publish, wait_for_delivery
 from tests.support.receiver import Receiver
+from wp_llm.server.engine.sender import USER_AGENT
 
 NODE = "/usr/bin/node"
 
@@ -48,6 +49,8 @@ def test_delivery_headers_carry_both_signatures(account: Account, receiver: Rece
     key = secret.encode("utf-8")
 
     assert headers["content-type"] == "application/json"
+    # Ours alone: aiohttp adds its own User-Agent to a request that has none.
+    assert headers["user-agent"] == USER_AGENT
     assert headers["x-wp-llm-signature"] == hmac.new(key, body, hashlib.sha256).hexdigest()
     assert headers["x-wp-llm-event"] == "analysis.completed"
     assert headers["x-wp-llm-delivery"].startswith("dlv_")

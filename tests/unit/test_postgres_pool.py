@@ -75,3 +75,17 @@ def test_busy_connection_is_not_tested(engine: Engine, monkeypatch: pytest.Monke
     monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.0)
     backend_pid(engine)
     assert len(pings) == 1
+
+
+def test_sequential_queries_reuse_the_last_returned_connection() -> None:
+    url = create_postgres_database()
+    engine = create_db_engine(url, pool_size=3)
+    try:
+        held = [engine.connect() for _ in range(3)]
+        for connection in held:
+            connection.close()
+        # Last in, first out: the others sit idle, and the busy one is never tested.
+        assert len({backend_pid(engine) for _ in range(5)}) == 1
+    finally:
+        engine.dispose()
+        drop_postgres_database(url)
