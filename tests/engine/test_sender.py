@@ -193,6 +193,19 @@ async def test_deadline_and_outside_cancel_together_cancel() -> None:
     assert deadlines.stop(timers[0]) is False
 
 
+@pytest.mark.parametrize("timeout", [0.01, 0.05, 0.3, 15.0])
+async def test_deadline_fires_at_most_a_tenth_or_50_ms_late(timeout: float) -> None:
+    deadlines = _Deadlines()
+    loop = asyncio.get_running_loop()
+    for _ in range(20):
+        started = loop.time()
+        deadline = deadlines.start(timeout)
+        late = deadline.when - (started + timeout)
+        assert -1e-9 <= late <= min(0.05, timeout / 10) + 1e-6
+        deadlines.stop(deadline)
+        await asyncio.sleep(0.001)
+
+
 async def test_sender_deadlines_share_timers(sender: Sender, serve: list[ScriptedReceiver]) -> None:
     receiver = start(serve, answer(204, delay=0.6))
     sending = asyncio.gather(
