@@ -49,7 +49,7 @@ def test_delivery_headers_carry_both_signatures(account: Account, receiver: Rece
     key = secret.encode("utf-8")
 
     assert headers["content-type"] == "application/json"
-    # Ours alone: aiohttp adds its own User-Agent to a request that has none.
+    # Only ours: aiohttp adds its own User-Agent to a request that sets none.
     assert headers["user-agent"] == USER_AGENT
     assert headers["x-wp-llm-signature"] == hmac.new(key, body, hashlib.sha256).hexdigest()
     assert headers["x-wp-llm-event"] == "analysis.completed"

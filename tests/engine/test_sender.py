@@ -149,7 +149,7 @@ async def test_sender_uses_endpoint_timeout(sender: Sender, serve: list[Scripted
     assert result.error == "timed out after 0.3s"
 
 
-async def test_sender_timeout_leaves_task_uncancelled(
+async def test_timeout_leaves_task_uncancelled(
     sender: Sender, serve: list[ScriptedReceiver]
 ) -> None:
     receiver = start(serve, answer(204, delay=0.6))
@@ -162,9 +162,7 @@ async def test_sender_timeout_leaves_task_uncancelled(
     await asyncio.sleep(0.01)
 
 
-async def test_sender_passes_on_outside_cancel(
-    sender: Sender, serve: list[ScriptedReceiver]
-) -> None:
+async def test_outside_cancel_propagates(sender: Sender, serve: list[ScriptedReceiver]) -> None:
     receiver = start(serve, answer(204, delay=0.6))
     sending = asyncio.create_task(sender.send(receiver.url, b"{}", {}, timeout=0.3))
     await asyncio.sleep(0.1)
@@ -173,7 +171,7 @@ async def test_sender_passes_on_outside_cancel(
         await sending
 
 
-async def test_deadline_and_outside_cancel_together_cancel() -> None:
+async def test_deadline_with_outside_cancel() -> None:
     deadlines = _Deadlines()
     started = asyncio.Event()
     timers: list[_Deadline] = []
@@ -185,7 +183,7 @@ async def test_deadline_and_outside_cancel_together_cancel() -> None:
 
     task = asyncio.create_task(wait_forever())
     await started.wait()
-    # The deadline fires and someone else cancels the task before it runs again.
+    # The deadline fires, and another caller cancels the task before it runs again.
     deadlines._expire(timers[0].when)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -194,7 +192,7 @@ async def test_deadline_and_outside_cancel_together_cancel() -> None:
 
 
 @pytest.mark.parametrize("timeout", [0.01, 0.05, 0.3, 15.0])
-async def test_deadline_fires_at_most_a_tenth_or_50_ms_late(timeout: float) -> None:
+async def test_deadline_lateness_bound(timeout: float) -> None:
     deadlines = _Deadlines()
     loop = asyncio.get_running_loop()
     for _ in range(20):
@@ -206,7 +204,7 @@ async def test_deadline_fires_at_most_a_tenth_or_50_ms_late(timeout: float) -> N
         await asyncio.sleep(0.001)
 
 
-async def test_sender_deadlines_share_timers(sender: Sender, serve: list[ScriptedReceiver]) -> None:
+async def test_deadlines_share_timers(sender: Sender, serve: list[ScriptedReceiver]) -> None:
     receiver = start(serve, answer(204, delay=0.6))
     sending = asyncio.gather(
         *(sender.send(receiver.url, b"{}", {}, timeout=0.2) for _ in range(20))

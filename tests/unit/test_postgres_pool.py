@@ -37,19 +37,15 @@ def close_from_server(engine: Engine, pid: int) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-def test_idle_connection_closed_by_server_is_replaced(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_closed_idle_connection_replaced(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.0)
     closed = backend_pid(engine)
     close_from_server(engine, closed)
-    # The pooled connection is dead; the test before use finds that and reconnects.
+    # The pooled connection is closed, so the ping before use fails and the pool reconnects.
     assert backend_pid(engine) != closed
 
 
-def test_connection_closed_in_steady_use_fails_one_query(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_closed_busy_connection_fails_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 3600.0)
     closed = backend_pid(engine)
     close_from_server(engine, closed)
@@ -59,7 +55,7 @@ def test_connection_closed_in_steady_use_fails_one_query(
     assert backend_pid(engine) != closed
 
 
-def test_busy_connection_is_not_tested(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_busy_connection_not_pinged(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 3600.0)
     pings: list[object] = []
     real_ping = engine.dialect.do_ping
@@ -77,14 +73,14 @@ def test_busy_connection_is_not_tested(engine: Engine, monkeypatch: pytest.Monke
     assert len(pings) == 1
 
 
-def test_sequential_queries_reuse_the_last_returned_connection() -> None:
+def test_pool_reuses_last_returned_connection() -> None:
     url = create_postgres_database()
     engine = create_db_engine(url, pool_size=3)
     try:
-        held = [engine.connect() for _ in range(3)]
-        for connection in held:
+        checked_out = [engine.connect() for _ in range(3)]
+        for connection in checked_out:
             connection.close()
-        # Last in, first out: the others sit idle, and the busy one is never tested.
+        # Last in, first out: the other connections stay idle, and the busy one is not pinged.
         assert len({backend_pid(engine) for _ in range(5)}) == 1
     finally:
         engine.dispose()

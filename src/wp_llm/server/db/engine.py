@@ -29,7 +29,7 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 # sat unused this long. Testing it at every checkout (`pool_pre_ping`) cost the delivery
 # worker a round trip per query, and about 9 % of its throughput.
 PING_AFTER_IDLE_SECONDS = 1.0
-# The key, in a pooled connection's record, of the time the connection was last returned.
+# Key in a pooled connection's record info: when the connection was last returned.
 _IDLE_SINCE = "wp_llm_idle_since"
 
 # Any fixed number: processes that migrate at the same moment take turns on this lock.
@@ -153,8 +153,8 @@ def create_db_engine(url: str, *, pool_size: int = POSTGRES_POOL_SIZE) -> Engine
         url,
         pool_size=pool_size,
         max_overflow=2 * pool_size,
-        # The most recently returned connection goes out first, so under moderate load
-        # the same few stay busy and skip the idle test, and the rest idle.
+        # The most recently returned connection goes out first, so under moderate load a
+        # few connections stay busy and skip the idle ping, and the rest stay idle.
         pool_use_lifo=True,
         connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
         # Errors and logs must not carry statement parameters: they hold URLs with

@@ -48,8 +48,8 @@ DEADLINE_GRID_FRACTION = 0.1
 FailureKind = Literal["http_error", "redirect", "timeout", "connection", "blocked", "protocol"]
 
 
-# Not frozen, like the other records made once per attempt: creating a frozen dataclass
-# costs about three times as much.
+# Not frozen, like the other records made once per attempt, because creating a frozen
+# dataclass costs about three times as much.
 @dataclass(slots=True)
 class SendResult:
     """The outcome of one attempt; `status_code` is None when no response arrived."""
@@ -101,7 +101,7 @@ class _Deadline:
     def __init__(self, task: asyncio.Task[object], when: float) -> None:
         self.task = task
         self.when = when
-        # Cancel requests the task had before, to tell the deadline's own from others.
+        # Counts the task's earlier cancel requests, so the deadline's own can be told apart.
         self.cancelling = task.cancelling()
         self.expired = False
 
@@ -138,7 +138,7 @@ class _Deadlines:
             deadline.task.cancel()
 
     def stop(self, deadline: _Deadline) -> bool:
-        """End the deadline; return True if it fired and was the only reason for cancelling.
+        """End the deadline and return whether it fired and was the only cancel request.
 
         Only the first call after the deadline fired withdraws its cancel request.
         """

@@ -39,11 +39,9 @@ DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "succeeded", "failed", "cancelled")
 
 
-# The records made once per delivery or attempt are not frozen: a frozen dataclass sets
-# each field through object.__setattr__, which made creating one about three times slower.
-# Treat them as values all the same.
-
-
+# Not frozen, like AttemptRecord, because both are made once per delivery: a frozen
+# dataclass sets each field through object.__setattr__, which made creating one about
+# three times slower. Treat them as values all the same.
 @dataclass(slots=True)
 class ClaimedDelivery:
     """A due delivery leased to one worker, with what it needs to send it."""
@@ -117,6 +115,7 @@ class HandOff:
         return self.short_of_room or delivery_count > self.considered
 
 
+# Not frozen: see ClaimedDelivery.
 @dataclass(slots=True)
 class AttemptRecord:
     """The outcome of one attempt and the delivery state that follows from it."""

@@ -42,6 +42,7 @@ _HEALTH_COLUMNS = (
 )
 
 
+# Not frozen, because one is made per attempt: see ClaimedDelivery in store/deliveries.py.
 @dataclass(slots=True)
 class EndpointOutcome:
     """One finished attempt as endpoint health uses it, with times in Unix milliseconds."""
