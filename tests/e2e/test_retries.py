@@ -132,6 +132,23 @@ def test_deleting_a_webhook_cancels_its_pending_deliveries(
     assert retried.status_code == 409
 
 
+def test_retry_refused_after_webhook_deletion(account: Account, receiver: Receiver) -> None:
+    """A finished delivery stays in the log, but has no endpoint left to go to."""
+    webhook = create_webhook(account.client, receiver.url)
+    event = publish(account.client, "generation.completed")
+    delivery = wait_for_delivery(account.client, event["id"])
+    assert delivery["status"] == "succeeded"
+    account.client.delete(f"/v1/webhooks/{webhook['id']}")
+
+    retried = account.client.post(f"/v1/deliveries/{delivery['id']}/retry")
+
+    assert retried.status_code == 409
+    assert retried.json()["error"]["code"] == "webhook_deleted"
+    after = wait_for_delivery(account.client, event["id"])
+    assert after["status"] == "succeeded"
+    assert after["attempt_count"] == 1
+
+
 @pytest.mark.parametrize("status", [301, 302, 307])
 def test_redirect_is_a_failure(account: Account, receiver: Receiver, status: int) -> None:
     receiver.reply_with(Reply(status, headers={"Location": "http://127.0.0.1:1/elsewhere"}))

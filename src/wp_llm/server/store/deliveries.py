@@ -523,6 +523,15 @@ def retry_delivery(engine: Engine, account_id: str, delivery_id: str) -> dict[st
                 code="delivery_cancelled",
                 details={"field": "id", "value": delivery_id},
             )
+        # Read FOR KEY SHARE, so a concurrent delete waits and then cancels this retry.
+        webhook = select(webhooks.c.id).where(webhooks.c.id == row["webhook_id"])
+        if connection.execute(webhook.with_for_update(read=True, key_share=True)).first() is None:
+            raise ResourceConflict(
+                f"Delivery {delivery_id!r} belongs to a webhook that was deleted; "
+                "it cannot be sent again.",
+                code="webhook_deleted",
+                details={"field": "id", "value": delivery_id},
+            )
         connection.execute(
             update(deliveries)
             .where(deliveries.c.id == delivery_id)

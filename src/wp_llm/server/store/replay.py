@@ -74,8 +74,11 @@ def replay_deliveries(
     now = ids.now_ms()
     where = and_(*_conditions(webhook_id, account_id, chosen, now))
     with engine.begin() as connection:
-        owner = select(webhooks.c.id).where(
-            webhooks.c.id == webhook_id, webhooks.c.account_id == account_id
+        # Read FOR KEY SHARE, so a concurrent delete waits and then cancels the replay.
+        owner = (
+            select(webhooks.c.id)
+            .where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
+            .with_for_update(read=True, key_share=True)
         )
         if connection.execute(owner).first() is None:
             raise ResourceNotFound(

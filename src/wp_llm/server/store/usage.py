@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy import (
     Connection,
     Engine,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from wp_llm.catalog import matches
 from wp_llm.server import ids
+from wp_llm.server.db.pipeline import pipelined_transaction, postgresql_text
 from wp_llm.server.db.schema import (
     account_limits,
     accounts,
@@ -325,28 +327,34 @@ def publish_metered_group(
 
     Each request gets what `publish_metered_batch` would have returned or raised, in
     order. One commit for many requests is what lets a process store far more events
-    per second than it can commit transactions. The grouped transaction fails when a
-    request finds its quota used up, when its data cannot be stored or when the
-    database refuses. Then each request runs again in a transaction of its own, so a
-    full quota or bad data fails only the request it belongs to.
+    per second than it can commit transactions. On PostgreSQL the transaction is
+    pipelined (`_publish_pipelined`), for a group of one request too, unless a count
+    refuses or makes a notice due. The grouped transaction fails when a request finds
+    its quota used up, when its data cannot be stored or when the database refuses.
+    Then each request runs again in a transaction of its own, so a full quota or bad
+    data fails only the request it belongs to.
     """
     period = month_period(now)
-    if len(group) > 1:
-        try:
+    try:
+        stored: list[MeteredBatch] | None = None
+        if engine.dialect.name == "postgresql":
+            stored = _publish_pipelined(engine, group, default_quota, thresholds, period, hand_off)
+        if stored is None and len(group) > 1:
             with engine.begin() as connection:
-                grouped = _publish_grouped(
+                stored = _publish_grouped(
                     connection, group, default_quota, thresholds, period, hand_off
                 )
-            return list[MeteredBatch | Exception](grouped)
-        except Exception as error:  # noqa: BLE001 - each request reports its own error below
-            logger.debug(
-                "grouped publish rolled back; publishing its requests one by one",
-                extra={"requests": len(group), "error": str(error)[:200]},
-            )
-            # The rolled-back transaction used up some of the room, so the worker claims these.
-            if hand_off is not None:
-                hand_off.withdraw()
-            hand_off = None
+        if stored is not None:
+            return list[MeteredBatch | Exception](stored)
+    except Exception as error:  # noqa: BLE001 - each request reports its own error below
+        logger.debug(
+            "grouped publish rolled back; publishing its requests one by one",
+            extra={"requests": len(group), "error": str(error)[:200]},
+        )
+        # The rolled-back transaction used up some of the room, so the worker claims these.
+        if hand_off is not None:
+            hand_off.withdraw()
+        hand_off = None
     results: list[MeteredBatch | Exception] = []
     for request in group:
         try:
@@ -379,16 +387,112 @@ def _publish_grouped(
     Accounts are counted in sorted order, so the groups of two processes lock the same
     accounts' counters in the same order and do not deadlock on them.
     """
+    by_account = _requests_by_account(group)
+    batches = {
+        account_id: _publish_counted(
+            connection,
+            account_id,
+            [item for index in indexes for item in group[index].items],
+            default_quota,
+            thresholds,
+            period,
+            hand_off,
+        )
+        for account_id, indexes in by_account.items()
+    }
+    return _batches_of_requests(group, by_account, batches)
+
+
+def _publish_pipelined(
+    engine: Engine,
+    group: Sequence[GroupedPublish],
+    default_quota: int,
+    thresholds: tuple[int, ...],
+    period: Period,
+    hand_off: HandOff | None,
+) -> list[MeteredBatch] | None:
+    """Store a group's events on PostgreSQL in a transaction of two round trips.
+
+    The first round trip sends BEGIN, each account's count and the read of its webhooks.
+    The second sends the insert of every account's events and deliveries, and COMMIT.
+    The common path makes five. A count that finds an account's quota used up, or that makes a usage
+    notice due, rolls the transaction back before anything is leased, and None is
+    returned: the group then takes the common path, which handles both.
+    """
+    by_account = _requests_by_account(group)
+    count_query, count_values = postgresql_text(_count_statement("postgresql"))
+    with_rows = hand_off is not None
+    webhooks_query, _ = postgresql_text(event_store.subscriptions_query(with_rows=with_rows))
+    with engine.connect() as connection, pipelined_transaction(connection) as transaction:
+        queued = []
+        for account_id, indexes in by_account.items():
+            count = sum(len(group[index].items) for index in indexes)
+            parameters = {
+                **count_values,
+                "account_id": account_id,
+                "period_start": period.start,
+                "default_quota": default_quota,
+                "count": count,
+            }
+            counter = transaction.execute(count_query, parameters, namedtuple_row)
+            found = transaction.execute(webhooks_query, {"account_id": account_id}, dict_row)
+            queued.append((account_id, counter, found))
+        answers = [
+            (account_id, counter.fetchone(), found.fetchall())
+            for account_id, counter, found in queued
+        ]
+        if any(_needs_own_transaction(counter, thresholds) for _, counter, _ in answers):
+            transaction.rollback()
+            return None
+        planned = {
+            account_id: event_store.EventRows.build(
+                event_store.Subscriptions.of_rows(webhook_rows, with_rows=with_rows),
+                account_id,
+                [item for index in by_account[account_id] for item in group[index].items],
+                hand_off,
+            )
+            for account_id, _, webhook_rows in answers
+        }
+        transaction.execute(
+            event_store.POSTGRESQL_INSERT,
+            event_store.postgresql_insert_parameters(list(planned.values())),
+        )
+    batches = {account_id: MeteredBatch(rows.published()) for account_id, rows in planned.items()}
+    return _batches_of_requests(group, by_account, batches)
+
+
+def _needs_own_transaction(counter: Any, thresholds: tuple[int, ...]) -> bool:
+    """Return whether the count refused the events or made a usage notice due."""
+    counter = _with_room(counter)
+    if counter is None:
+        return True
+    policy = QuotaPolicy(counter.quota, thresholds)
+    return bool(
+        policy.notices_due(counter.event_count, counter.warned_percent, counter.quota_notified)
+    )
+
+
+def _requests_by_account(group: Sequence[GroupedPublish]) -> dict[str, list[int]]:
+    """Return the indexes of the group's requests by account, accounts in sorted order.
+
+    Groups count accounts in that order, so the groups of two processes lock the same
+    accounts' counters in the same order and do not deadlock on them.
+    """
     by_account: dict[str, list[int]] = {}
     for index, request in enumerate(group):
         by_account.setdefault(request.account_id, []).append(index)
+    return {account_id: by_account[account_id] for account_id in sorted(by_account)}
+
+
+def _batches_of_requests(
+    group: Sequence[GroupedPublish],
+    by_account: dict[str, list[int]],
+    batches: dict[str, MeteredBatch],
+) -> list[MeteredBatch]:
+    """Split each account's batch into the parts of its requests, in the group's order."""
     results: dict[int, MeteredBatch] = {}
-    for account_id in sorted(by_account):
-        indexes = by_account[account_id]
-        items = [item for index in indexes for item in group[index].items]
-        batch = _publish_counted(
-            connection, account_id, items, default_quota, thresholds, period, hand_off
-        )
+    for account_id, indexes in by_account.items():
+        batch = batches[account_id]
         start = 0
         for position, index in enumerate(indexes):
             end = start + len(group[index].items)
@@ -450,8 +554,17 @@ def _count_events(
         "default_quota": default_quota,
         "count": count,
     }
-    counter = connection.execute(_count_statement(connection.dialect.name), parameters).first()
-    # A period's first publish inserts its row without the quota check of the update.
+    return _with_room(
+        connection.execute(_count_statement(connection.dialect.name), parameters).first()
+    )
+
+
+def _with_room(counter: Any) -> Any:
+    """Return the counting upsert's row, or None if the count went past the quota.
+
+    No row comes back when the update's quota check refused. A period's first publish
+    inserts its row without that check, so its count is compared here.
+    """
     if counter is not None and counter.quota > 0 and counter.event_count > counter.quota:
         return None
     return counter

@@ -197,6 +197,9 @@ def delete_webhook(engine: Engine, account_id: str, webhook_id: str) -> None:
     now = ids.now_ms()
     with engine.begin() as connection:
         _get(connection, account_id, webhook_id)
+        # The row goes first. On PostgreSQL, a publish in flight holds a lock on it that
+        # the delete waits for, so the deliveries that publish stored are cancelled below.
+        connection.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
         connection.execute(
             update(deliveries)
             .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
@@ -208,7 +211,6 @@ def delete_webhook(engine: Engine, account_id: str, webhook_id: str) -> None:
                 updated=now,
             )
         )
-        connection.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
 
 
 def disable_webhook(connection: Connection, webhook_id: str, reason: str, now: int) -> bool:

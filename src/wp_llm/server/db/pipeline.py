@@ -1,0 +1,86 @@
+"""PostgreSQL transactions that send their statements without waiting for each result.
+
+In psycopg's pipeline mode, statements are queued and sent together, and the client
+waits only when it reads a result. A transaction that needs the results of its first
+statements to build the next ones then costs two round trips, however many statements it
+runs. The first sends BEGIN and the first statements and reads their results. The second
+sends the rest with COMMIT.
+
+Round trips cost more than their network time in a busy process: after each one, the
+thread that waited needs the interpreter lock back, and it waits behind the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import RowFactory
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.sql import ClauseElement
+
+
+class PipelinedTransaction:
+    """Statements of one transaction, queued on a psycopg connection in pipeline mode."""
+
+    def __init__(self, driver_connection: psycopg.Connection[Any]) -> None:
+        self._connection = driver_connection
+        self.rolled_back = False
+
+    def execute(
+        self,
+        query: str,
+        parameters: Mapping[str, Any] | tuple[Any, ...],
+        row_factory: RowFactory[Any] | None = None,
+    ) -> psycopg.Cursor[Any]:
+        """Queue a statement. Reading its cursor sends the queue and waits for the results."""
+        if row_factory is None:
+            cursor = self._connection.cursor()
+        else:
+            cursor = self._connection.cursor(row_factory=row_factory)
+        return cursor.execute(query, parameters)  # type: ignore[arg-type]
+
+    def rollback(self) -> None:
+        """End the transaction with ROLLBACK instead of COMMIT."""
+        self.rolled_back = True
+
+
+@contextmanager
+def pipelined_transaction(connection: Connection) -> Iterator[PipelinedTransaction]:
+    """Run a transaction on the PostgreSQL connection in pipeline mode.
+
+    The connection must not be in a transaction. BEGIN is queued with the first statements
+    and COMMIT (or ROLLBACK, if the body asked for it) with the last ones, where psycopg
+    would send BEGIN in a round trip of its own. The driver connection is switched to
+    autocommit for this, so that psycopg leaves the transaction to these statements, and
+    back afterwards. If the body or the database raises, the connection is discarded
+    rather than returned to the pool in an unknown state.
+    """
+    driver_connection = connection.connection.driver_connection
+    assert isinstance(driver_connection, psycopg.Connection)
+    driver_connection.autocommit = True
+    try:
+        with driver_connection.pipeline():
+            transaction = PipelinedTransaction(driver_connection)
+            driver_connection.execute(b"BEGIN")
+            yield transaction
+            driver_connection.execute(b"ROLLBACK" if transaction.rolled_back else b"COMMIT")
+    except BaseException:
+        connection.invalidate()
+        raise
+    driver_connection.autocommit = False
+
+
+@functools.cache
+def postgresql_text(statement: ClauseElement) -> tuple[str, Mapping[str, Any]]:
+    """Compile a SQLAlchemy statement for psycopg once: its SQL and its bound values.
+
+    The values are those the statement carries, such as literals SQLAlchemy binds as
+    parameters; a caller adds its own to a copy.
+    """
+    compiled = statement.compile(dialect=psycopg_dialect())
+    return str(compiled), dict(compiled.params)
