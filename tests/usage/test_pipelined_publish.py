@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import selectors
 import socket
 import threading
@@ -139,6 +140,24 @@ def test_full_quota_takes_common_path(engine: Engine) -> None:
         False,
         psycopg.pq.TransactionStatus.IDLE,
     )
+
+
+def test_pinged_connection_publishes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool's test of an idle connection leaves no transaction for the pipeline."""
+    monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.0)
+    account_id = accounts.ensure_account(engine, "pinged")
+    add_webhook(engine, account_id, ["*"])
+
+    with caplog.at_level(logging.DEBUG, logger=usage_store.__name__):
+        for _ in range(2):
+            publish_group(engine, request(account_id, 1))
+
+    assert count_rows(engine, events) == 2
+    assert count_rows(engine, deliveries) == 2
+    # Had the pipelined transaction failed, the common path would have stored them.
+    assert not [record for record in caplog.records if "rolled back" in record.getMessage()]
 
 
 def test_rollback_stores_nothing(engine: Engine) -> None:
