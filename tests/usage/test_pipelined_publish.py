@@ -21,7 +21,7 @@ from wp_llm.server.db.engine import create_db_engine, libpq_url, migrate
 from wp_llm.server.db.pipeline import pipelined_transaction
 from wp_llm.server.db.schema import deliveries, events, usage_periods
 from wp_llm.server.errors import QuotaExceeded
-from wp_llm.server.store import accounts
+from wp_llm.server.store import accounts, health
 from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store import events as event_store
 from wp_llm.server.store import usage as usage_store
@@ -172,7 +172,7 @@ def test_rollback_stores_nothing(engine: Engine) -> None:
     assert count_rows(engine, usage_periods) == 0
 
 
-def test_failed_statement_discards_connection(engine: Engine) -> None:
+def test_failed_statement_keeps_connection(engine: Engine) -> None:
     backend_before = pooled_state(engine)[0]
     with (
         pytest.raises(psycopg.errors.UndefinedTable),
@@ -180,9 +180,36 @@ def test_failed_statement_discards_connection(engine: Engine) -> None:
         pipelined_transaction(connection) as transaction,
     ):
         transaction.execute("SELECT * FROM no_such_table", {}).fetchall()
+    # The failed transaction was rolled back, and the same backend serves the next use.
+    assert pooled_state(engine) == (backend_before, False, psycopg.pq.TransactionStatus.IDLE)
+
+
+def test_lost_connection_discarded(engine: Engine) -> None:
+    backend_before = pooled_state(engine)[0]
+    with (
+        pytest.raises(psycopg.OperationalError),
+        engine.connect() as connection,
+        pipelined_transaction(connection) as transaction,
+    ):
+        transaction.execute("SELECT pg_terminate_backend(pg_backend_pid())", {}).fetchall()
     backend_after, autocommit, status = pooled_state(engine)
     assert backend_after != backend_before
-    assert (autocommit, status) == (False, psycopg.pq.TransactionStatus.IDLE)
+    assert autocommit is False
+    assert status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_health_update_does_not_block_publish(engine: Engine) -> None:
+    """The engine locks webhooks for a health update in a mode that publishes do not wait for."""
+    account_id = accounts.ensure_account(engine, "failing-endpoint")
+    webhook_id = add_webhook(engine, account_id, ["*"])
+    with engine.begin() as connection:
+        health._read(connection, [webhook_id], lock=True)
+        publisher, published = in_thread(lambda: publish_group(engine, request(account_id, 1))[0])
+        publisher.join(10)
+        # Still inside the health update's transaction: the publish did not wait for it.
+        assert not publisher.is_alive()
+    assert isinstance(published[0], MeteredBatch)
+    assert len(published[0].events[0].delivery_ids) == 1
 
 
 class TurnCountingProxy:

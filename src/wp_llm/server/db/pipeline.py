@@ -57,8 +57,10 @@ def pipelined_transaction(connection: Connection) -> Iterator[PipelinedTransacti
     and COMMIT (or ROLLBACK, if the body asked for it) with the last ones, where psycopg
     would send BEGIN in a round trip of its own. The driver connection is switched to
     autocommit for this, so that psycopg leaves the transaction to these statements, and
-    back afterwards. If the body or the database raises, the connection is discarded
-    rather than returned to the pool in an unknown state.
+    back afterwards. When the database raises, the transaction is rolled back and the
+    connection kept if it is still usable. On any other exception, or if the rollback
+    fails, the connection is discarded rather than returned to the pool in an unknown
+    state.
     """
     driver_connection = connection.connection.driver_connection
     assert isinstance(driver_connection, psycopg.Connection)
@@ -69,10 +71,31 @@ def pipelined_transaction(connection: Connection) -> Iterator[PipelinedTransacti
             driver_connection.execute(b"BEGIN")
             yield transaction
             driver_connection.execute(b"ROLLBACK" if transaction.rolled_back else b"COMMIT")
+        driver_connection.autocommit = False
+    except psycopg.Error:
+        _roll_back_or_discard(connection, driver_connection)
+        raise
     except BaseException:
         connection.invalidate()
         raise
-    driver_connection.autocommit = False
+
+
+def _roll_back_or_discard(
+    connection: Connection, driver_connection: psycopg.Connection[Any]
+) -> None:
+    """Roll back the transaction that the database failed, and keep the connection if that works."""
+    if driver_connection.closed or driver_connection.broken:
+        connection.invalidate()
+        return
+    try:
+        # In autocommit mode, psycopg sends ROLLBACK only when a transaction is open.
+        driver_connection.rollback()
+        driver_connection.autocommit = False
+    except Exception:  # noqa: BLE001 - the caller raises the error that started this
+        connection.invalidate()
+    except BaseException:
+        connection.invalidate()
+        raise
 
 
 @functools.cache

@@ -52,10 +52,12 @@ def build_envelope(event_id: str, created: int, event_type: str, data: Any) -> b
 # more than running it, and bound parameters keep its compiled form in SQLAlchemy's cache.
 # The webhooks are read FOR KEY SHARE on PostgreSQL: a webhook deleted while a publish
 # runs is deleted only once the publish commits, so the delete cancels the deliveries it
-# stored. SQLite runs one write transaction at a time and needs no lock.
+# stored. SQLite runs one write transaction at a time and needs no lock. Rows are locked
+# in id order, as the engine's health updates lock them.
 _ENABLED_WEBHOOKS = (
     select(webhooks.c.id, webhooks.c.events)
     .where(webhooks.c.account_id == bindparam("account_id"), webhooks.c.enabled.is_(True))
+    .order_by(webhooks.c.id)
     .with_for_update(read=True, key_share=True)
 )
 _INSERT_EVENT = insert(events)
@@ -80,6 +82,7 @@ _DELIVERY_COLUMNS = (
 _ENABLED_WEBHOOK_ROWS = (
     select(webhooks)
     .where(webhooks.c.account_id == bindparam("account_id"), webhooks.c.enabled.is_(True))
+    .order_by(webhooks.c.id)
     .with_for_update(read=True, key_share=True)
 )
 

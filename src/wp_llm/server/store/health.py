@@ -81,7 +81,9 @@ def _read(connection: Connection, webhook_ids: Sequence[str], *, lock: bool) -> 
     query = select(*_HEALTH_COLUMNS).where(webhooks.c.id.in_(sorted(webhook_ids)))
     if lock:
         # Locked in id order, so two health updates of the same webhooks cannot deadlock.
-        query = query.order_by(webhooks.c.id).with_for_update()
+        # FOR NO KEY UPDATE on PostgreSQL: it does not block publishes, which read the
+        # webhooks FOR KEY SHARE, where FOR UPDATE deadlocked with them.
+        query = query.order_by(webhooks.c.id).with_for_update(key_share=True)
     return {row["id"]: row for row in connection.execute(query).mappings()}
 
 

@@ -347,7 +347,10 @@ def publish_metered_group(
         if stored is not None:
             return list[MeteredBatch | Exception](stored)
     except Exception as error:  # noqa: BLE001 - each request reports its own error below
-        logger.debug(
+        # A full quota is routine; anything else, such as a deadlock, is worth a look.
+        level = logging.DEBUG if isinstance(error, _QuotaFull) else logging.WARNING
+        logger.log(
+            level,
             "grouped publish rolled back; publishing its requests one by one",
             extra={"requests": len(group), "error": str(error)[:200]},
         )

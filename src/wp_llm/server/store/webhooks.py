@@ -116,7 +116,8 @@ def create_webhook(
 def _get(connection: Connection, account_id: str, webhook_id: str, *, lock: bool = False) -> Row:
     query = select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.account_id == account_id)
     if lock:
-        query = query.with_for_update()
+        # FOR NO KEY UPDATE on PostgreSQL, which publishes' FOR KEY SHARE does not wait for.
+        query = query.with_for_update(key_share=True)
     row = connection.execute(query).mappings().first()
     if row is None:
         raise ResourceNotFound(
