@@ -6,6 +6,7 @@ The test service retries after 0.5 s, 1 s and 2 s with no jitter, and times out 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -160,18 +161,41 @@ def test_redirect_is_a_failure(account: Account, receiver: Receiver, status: int
     assert "redirect not followed" in first["error"]
 
 
-def test_attempt_in_flight_at_deletion_still_counts(account: Account, receiver: Receiver) -> None:
-    receiver.reply_with(Reply(200, delay=1.0))
+def deleted_while_in_flight(account: Account, receiver: Receiver, status: int) -> dict[str, Any]:
+    """Delete the webhook while its first attempt waits for `status`; return the delivery.
+
+    The delivery is returned once that attempt is recorded.
+    """
+    receiver.reply_with(Reply(status, delay=1.0))
     webhook = create_webhook(account.client, receiver.url)
     event = publish(account.client, "generation.completed")
     receiver.wait_for(1)
     account.client.delete(f"/v1/webhooks/{webhook['id']}")
-    delivery = wait_for_delivery(account.client, event["id"], statuses={"cancelled"})
+    delivery = wait_for_delivery(account.client, event["id"], statuses={"cancelled", "succeeded"})
     deadline = time.monotonic() + 10
     while delivery["attempt_count"] == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
         delivery = account.client.get(f"/v1/deliveries/{delivery['id']}").json()
+    return delivery
+
+
+def test_attempt_in_flight_at_deletion_still_counts(account: Account, receiver: Receiver) -> None:
+    """An attempt the endpoint accepts after the delete makes the delivery succeeded."""
+    delivery = deleted_while_in_flight(account, receiver, 200)
+
+    assert delivery["status"] == "succeeded"
+    assert delivery["attempt_count"] == 1
+    assert delivery["next_attempt_at"] is None
+    assert [a["status_code"] for a in delivery["attempts"]] == [200]
+    retried = account.client.post(f"/v1/deliveries/{delivery['id']}/retry")
+    assert retried.json()["error"]["code"] == "webhook_deleted"
+
+
+def test_failed_attempt_in_flight_at_deletion(account: Account, receiver: Receiver) -> None:
+    """An attempt that fails after the delete leaves the delivery cancelled, not retried."""
+    delivery = deleted_while_in_flight(account, receiver, 500)
+
     assert delivery["status"] == "cancelled"
     assert delivery["attempt_count"] == 1
-    assert delivery["last_status_code"] == 200
-    assert [a["status_code"] for a in delivery["attempts"]] == [200]
+    assert delivery["last_status_code"] == 500
+    assert delivery["next_attempt_at"] is None

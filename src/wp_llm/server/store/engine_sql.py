@@ -67,11 +67,13 @@ ATTEMPT_COLUMNS = (
 ATTEMPT_COLUMN_COUNT = ATTEMPT_COLUMNS.count(",") + 1
 
 # A delivery moves on from its attempt only while this worker holds its lease. Deleting
-# the webhook cancels it while the attempt is in flight: the attempt still counts, but
-# the delivery stays cancelled. `b` is the batch: (id, status, spent, next_at, code,
-# error, at) per delivery.
+# the webhook cancels it while the attempt is in flight: the attempt still counts, and
+# the delivery ends succeeded if the endpoint accepted it, or stays cancelled if not,
+# since nothing retries it. `b` is the batch: (id, status, spent, next_at, code, error,
+# at) per delivery.
 _RECORD_SET = """
-    status = CASE WHEN d.status = 'cancelled' THEN 'cancelled' ELSE b.status END,
+    status = CASE WHEN d.status = 'cancelled' AND b.status <> 'succeeded' THEN 'cancelled'
+                  ELSE b.status END,
     attempt_count = d.attempt_count + b.spent,
     next_attempt_at = CASE WHEN d.status = 'cancelled' THEN NULL ELSE b.next_at END,
     lease_until = NULL,
