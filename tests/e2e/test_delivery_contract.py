@@ -72,6 +72,19 @@ def test_standard_webhooks_secret_form_is_base64_of_secret(
     )
 
 
+def test_prefixed_secret_rejected_with_reason(account: Account, receiver: Receiver) -> None:
+    prefixed = "whsec_" + base64.b64encode(b"plain-secret-value").decode()
+    response = account.client.post(
+        "/v1/webhooks", json={"url": receiver.url, "events": ["*"], "secret": prefixed}
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["details"]["field"] == "secret"
+    # The validator's own words, without pydantic's "Value error, " prefix.
+    assert error["message"].startswith("Invalid value for secret: pass the raw secret, not the")
+
+
 def test_generated_secret_is_long_and_unprefixed(account: Account, receiver: Receiver) -> None:
     created = create_webhook(account.client, receiver.url)
     assert len(created["secret"]) >= 32

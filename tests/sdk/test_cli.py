@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -301,6 +302,19 @@ def test_webhooks_replay_counts_and_queues(
 )
 def test_webhooks_replay_bad_input(invoke: Invoke, args: list[str], phrases: list[str]) -> None:
     assert_clean_failure(invoke("webhooks", "replay", "webhook_x", *args), 2, *phrases)
+
+
+def test_migrate_says_what_it_did(tmp_path: Path) -> None:
+    from wp_llm.cli import _server  # noqa: F401 - registers the service commands
+
+    arguments = ["migrate", "--database", f"sqlite:///{tmp_path / 'fresh.db'}"]
+    created = CliRunner().invoke(app, arguments)
+    again = CliRunner().invoke(app, arguments)
+
+    assert created.exit_code == 0, created.output
+    assert "database schema created at revision " in created.output
+    assert again.exit_code == 0, again.output
+    assert "database schema already at the newest revision, " in again.output
 
 
 @pytest.mark.parametrize(

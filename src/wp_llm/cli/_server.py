@@ -202,8 +202,28 @@ def run_worker(
 @app.command()
 def migrate(database: str = DATABASE_OPTION, data_dir: Path = DATA_DIR_OPTION) -> None:
     """Create or upgrade the database schema, then exit."""
-    _engine(database, data_dir)
-    typer.echo("database is up to date", err=True)
+    from alembic.runtime.migration import MigrationContext
+
+    from wp_llm.server.db.engine import create_db_engine
+    from wp_llm.server.db.engine import migrate as upgrade
+
+    def revision() -> str | None:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    settings = _settings(database_url=database, data_dir=data_dir)
+    with _startup_errors(settings.resolved_database_url):
+        engine = create_db_engine(settings.resolved_database_url)
+        before = revision()
+        upgrade(engine)
+        after = revision()
+    engine.dispose()
+    if before == after:
+        typer.echo(f"database schema already at the newest revision, {after}", err=True)
+    elif before is None:
+        typer.echo(f"database schema created at revision {after}", err=True)
+    else:
+        typer.echo(f"database schema upgraded from revision {before} to {after}", err=True)
 
 
 @keys_app.command("create")

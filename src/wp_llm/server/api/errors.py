@@ -126,7 +126,9 @@ def _validation_details(error: RequestValidationError) -> tuple[str, dict[str, A
         if isinstance(cause, UnstorableValueError):
             problems.append({"field": cause.field, "message": cause.reason})
             continue
-        problems.append({"field": field_path(item.get("loc", ())), "message": item.get("msg", "")})
+        # Pydantic prefixes a validator's own message with "Value error, "; keep only ours.
+        reason = str(cause) if item.get("type") == "value_error" and cause else item.get("msg", "")
+        problems.append({"field": field_path(item.get("loc", ())), "message": reason})
     first = problems[0] if problems else {"field": "body", "message": "invalid request"}
     message = f"Invalid value for {first['field']}: {first['message']}"
     return message, {"field": first["field"], "errors": problems}
