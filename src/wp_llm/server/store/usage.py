@@ -393,15 +393,9 @@ def _publish_grouped(
     by_account = _requests_by_account(group)
     batches = {
         account_id: _publish_counted(
-            connection,
-            account_id,
-            [item for index in indexes for item in group[index].items],
-            default_quota,
-            thresholds,
-            period,
-            hand_off,
+            connection, account_id, items, default_quota, thresholds, period, hand_off
         )
-        for account_id, indexes in by_account.items()
+        for account_id, items in _items_by_account(group, by_account).items()
     }
     return _batches_of_requests(group, by_account, batches)
 
@@ -418,43 +412,43 @@ def _publish_pipelined(
 
     The first round trip sends BEGIN, each account's count and the read of its webhooks.
     The second sends the insert of every account's events and deliveries, and COMMIT.
-    The common path makes five. A count that finds an account's quota used up, or that makes a usage
-    notice due, rolls the transaction back before anything is leased, and None is
-    returned: the group then takes the common path, which handles both.
+    The common path makes five. A count that finds an account's quota used up, or that
+    makes a usage notice due, rolls the transaction back before anything is leased, and
+    None is returned. The group then takes the common path, which handles both.
     """
     by_account = _requests_by_account(group)
+    items_of = _items_by_account(group, by_account)
     count_query, count_values = postgresql_text(_count_statement("postgresql"))
     with_rows = hand_off is not None
     webhooks_query, _ = postgresql_text(event_store.subscriptions_query(with_rows=with_rows))
     with engine.connect() as connection, pipelined_transaction(connection) as transaction:
         queued = []
-        for account_id, indexes in by_account.items():
-            count = sum(len(group[index].items) for index in indexes)
+        for account_id, items in items_of.items():
             parameters = {
                 **count_values,
                 "account_id": account_id,
                 "period_start": period.start,
                 "default_quota": default_quota,
-                "count": count,
+                "count": len(items),
             }
             counter = transaction.execute(count_query, parameters, namedtuple_row)
             found = transaction.execute(webhooks_query, {"account_id": account_id}, dict_row)
             queued.append((account_id, counter, found))
-        answers = [
+        results = [
             (account_id, counter.fetchone(), found.fetchall())
             for account_id, counter, found in queued
         ]
-        if any(_needs_own_transaction(counter, thresholds) for _, counter, _ in answers):
+        if any(_needs_own_transaction(counter, thresholds) for _, counter, _ in results):
             transaction.rollback()
             return None
         planned = {
             account_id: event_store.EventRows.build(
                 event_store.Subscriptions.of_rows(webhook_rows, with_rows=with_rows),
                 account_id,
-                [item for index in by_account[account_id] for item in group[index].items],
+                items_of[account_id],
                 hand_off,
             )
-            for account_id, _, webhook_rows in answers
+            for account_id, _, webhook_rows in results
         }
         transaction.execute(
             event_store.POSTGRESQL_INSERT,
@@ -465,7 +459,7 @@ def _publish_pipelined(
 
 
 def _needs_own_transaction(counter: Any, thresholds: tuple[int, ...]) -> bool:
-    """Return whether the count refused the events or made a usage notice due."""
+    """Return whether the count rejected the events or made a usage notice due."""
     counter = _with_room(counter)
     if counter is None:
         return True
@@ -485,6 +479,16 @@ def _requests_by_account(group: Sequence[GroupedPublish]) -> dict[str, list[int]
     for index, request in enumerate(group):
         by_account.setdefault(request.account_id, []).append(index)
     return {account_id: by_account[account_id] for account_id in sorted(by_account)}
+
+
+def _items_by_account(
+    group: Sequence[GroupedPublish], by_account: dict[str, list[int]]
+) -> dict[str, list[tuple[str, Any]]]:
+    """Return each account's events, its requests' in the group's order."""
+    return {
+        account_id: [item for index in indexes for item in group[index].items]
+        for account_id, indexes in by_account.items()
+    }
 
 
 def _batches_of_requests(
