@@ -6,8 +6,11 @@ makes the refill exact.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from wp_llm.server.db.schema import rate_limit_buckets
 from wp_llm.server.usage.clock import ManualClock
@@ -33,16 +36,23 @@ def engine(fresh_database: tuple[str, Engine]) -> Engine:
 
 def test_database_limiter_shares_bucket_across_processes(engine: Engine) -> None:
     limit = RateLimit(rate=0.001, burst=10)
-    processes = [DatabaseRateLimiter(engine), DatabaseRateLimiter(engine)]
+    processes = [DatabaseRateLimiter(engine, background_renewals=False) for _ in range(2)]
 
     decisions = [processes[i % 2].acquire("key_shared", limit, START) for i in range(30)]
 
     assert sum(decision.allowed for decision in decisions) == limit.burst
 
 
+def wait_for_bucket(engine: Engine, key_id: str, tokens: float, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while bucket_row(engine, key_id)[0] != tokens:
+        assert time.monotonic() < deadline, f"the bucket of {key_id} never held {tokens} tokens"
+        time.sleep(0.01)
+
+
 def test_database_limiter_stays_within_lease_bound(engine: Engine) -> None:
     limit = RateLimit(rate=200.0, burst=40)
-    processes = [DatabaseRateLimiter(engine), DatabaseRateLimiter(engine)]
+    processes = [DatabaseRateLimiter(engine, background_renewals=False) for _ in range(2)]
     clock = ManualClock(START)
     admitted = 0
 
@@ -54,13 +64,14 @@ def test_database_limiter_stays_within_lease_bound(engine: Engine) -> None:
 
     exact = limit.burst + limit.rate * 2
     assert admitted <= exact + limit.rate * LEASE_SECONDS
-    # Tokens still leased when the test stops were taken but not spent.
-    assert admitted >= exact - len(processes) * lease_size(limit)
+    # Tokens taken but not spent when the test stops: each process's lease, and the
+    # unspent rest of the lease it replaced, which goes back with its next reservation.
+    assert admitted >= exact - len(processes) * 2 * lease_size(limit)
 
 
 def test_database_limiter_returns_unused_lease_tokens(engine: Engine) -> None:
     limit = RateLimit(rate=40.0, burst=100)
-    first, second = DatabaseRateLimiter(engine), DatabaseRateLimiter(engine)
+    first, second = (DatabaseRateLimiter(engine, background_renewals=False) for _ in range(2))
     clock = ManualClock(START)
 
     # The first process reserves two tokens and spends one; the second drains the rest.
@@ -115,23 +126,105 @@ def test_database_limiter_refills_after_rejection(engine: Engine) -> None:
 
 def test_cached_acquire_spends_lease_only(engine: Engine) -> None:
     limit = RateLimit(rate=200.0, burst=40)
-    limiter = DatabaseRateLimiter(engine)
+    limiter = DatabaseRateLimiter(engine, background_renewals=False)
     clock = ManualClock(START)
 
     before_reservation = limiter.acquire_cached("key_cached", limit, clock.now())
     reserved = limiter.acquire("key_cached", limit, clock.now())
     tokens_after_reservation, _ = bucket_row(engine, "key_cached")
-    cached = [limiter.acquire_cached("key_cached", limit, clock.now()) for _ in range(10)]
+    # The reserving request spent one of the lease's ten tokens; four more leave it more
+    # than half full, so no renewal starts.
+    cached = [limiter.acquire_cached("key_cached", limit, clock.now()) for _ in range(4)]
 
     assert before_reservation is None
     assert reserved.allowed
-    # The lease has lease_size tokens, and the reserving request spent one.
-    spent = [decision for decision in cached if decision is not None]
-    assert len(spent) == lease_size(limit) - 1
-    assert all(decision.allowed for decision in spent)
-    assert cached[len(spent) :] == [None] * (len(cached) - len(spent))
+    assert all(decision is not None and decision.allowed for decision in cached)
     # Spending leased tokens wrote nothing to the shared bucket.
     assert bucket_row(engine, "key_cached")[0] == tokens_after_reservation
+
+
+def test_cached_acquire_renews_half_spent_lease(engine: Engine) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    limiter = DatabaseRateLimiter(engine, background_renewals=False)
+    limiter.acquire("key_renewed", limit, START)
+    assert bucket_row(engine, "key_renewed")[0] == 30
+
+    # The fifth leaves four of nine tokens: the lease is half spent and is renewed.
+    first = [limiter.acquire_cached("key_renewed", limit, START) for _ in range(5)]
+    after_renewal, _ = bucket_row(engine, "key_renewed")
+    # The new lease's ten tokens serve the next requests without a reservation.
+    second = [limiter.acquire_cached("key_renewed", limit, START) for _ in range(4)]
+
+    assert all(decision is not None and decision.allowed for decision in first + second)
+    assert after_renewal == 20
+    assert bucket_row(engine, "key_renewed")[0] == 20
+
+
+def test_cached_acquire_renews_lease_near_its_end(engine: Engine) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    limiter = DatabaseRateLimiter(engine, background_renewals=False)
+    limiter.acquire("key_late", limit, START)
+
+    # One token spent, but past the middle of the lease's time.
+    decision = limiter.acquire_cached("key_late", limit, START + LEASE_SECONDS * 0.6)
+
+    assert decision is not None
+    assert decision.allowed
+    # The bucket refilled for 30 ms (six tokens) and gave the next lease ten.
+    tokens, _ = bucket_row(engine, "key_late")
+    assert tokens == pytest.approx(30 + 6 - 10, abs=1e-3)
+
+
+def test_replaced_lease_returns_its_tokens(engine: Engine) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    first = DatabaseRateLimiter(engine, background_renewals=False)
+    second = DatabaseRateLimiter(engine, background_renewals=False)
+    clock = ManualClock(START)
+    first.acquire("key_replaced", limit, clock.now())
+    # Renewed after five: four tokens of the first lease were never spent.
+    for _ in range(5):
+        first.acquire_cached("key_replaced", limit, clock.now())
+    # Another process empties the bucket, so that nothing overflows it below.
+    while second.acquire("key_replaced", limit, clock.now()).allowed:
+        pass
+
+    clock.advance(LEASE_SECONDS + 0.001)
+    first.acquire("key_replaced", limit, clock.now())
+
+    tokens, _ = bucket_row(engine, "key_replaced")
+    refilled = limit.rate * (LEASE_SECONDS + 0.001)
+    # The four tokens of the replaced lease and the ten of the expired one come back,
+    # and the new lease takes ten.
+    assert tokens == pytest.approx(refilled + 4 + 10 - 10, abs=1e-3)
+
+
+def test_lease_renewal_runs_in_background(engine: Engine) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    limiter = DatabaseRateLimiter(engine)
+    limiter.acquire("key_background", limit, START)
+
+    decisions = [limiter.acquire_cached("key_background", limit, START) for _ in range(5)]
+
+    assert all(decision is not None and decision.allowed for decision in decisions)
+    # A thread of the limiter takes the next lease.
+    wait_for_bucket(engine, "key_background", 20)
+
+
+def test_failed_renewal_keeps_lease(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    limit = RateLimit(rate=200.0, burst=40)
+    limiter = DatabaseRateLimiter(engine, background_renewals=False)
+    limiter.acquire("key_failing", limit, START)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE rate_limit_buckets RENAME TO buckets_away"))
+
+    with caplog.at_level(logging.WARNING, logger="wp_llm.server.usage.limiters"):
+        # The fifth starts a renewal, which fails. The lease still has four tokens.
+        decisions = [limiter.acquire_cached("key_failing", limit, START) for _ in range(9)]
+        exhausted = limiter.acquire_cached("key_failing", limit, START)
+
+    assert all(decision is not None and decision.allowed for decision in decisions)
+    assert exhausted is None
+    assert [record.message for record in caplog.records] == ["rate limit lease renewal failed"]
 
 
 def test_cached_acquire_repeats_block(engine: Engine) -> None:

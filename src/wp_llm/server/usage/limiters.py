@@ -20,23 +20,32 @@ a process reserves a few tokens at once (a lease) and spends them locally:
   of one token: an exact shared bucket, with one round trip per request.
 - `acquire_cached` spends a leased token or repeats a block without I/O, so an event
   loop can call it and go to a thread only for a reservation.
+- A key that keeps spending renews its lease ahead: once a lease is half spent or half
+  over, a background thread reserves the next one while requests spend the rest. A
+  steady client then never waits for the shared bucket. Requests that arrived during a
+  reservation used to wait for it in threads of their own, and in one process at 500
+  events/s that doubled the p99 of publishing. What a replaced lease did not spend goes
+  back with the next reservation, so a process holds at most two leases of a key.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from wp_llm.server.config import RateLimitStore
 from wp_llm.server.store import usage as usage_store
 from wp_llm.server.usage.ratelimit import (
     MIN_RETRY_AFTER_SECONDS,
     BucketState,
+    Grant,
     RateDecision,
     RateLimit,
     TokenBucket,
@@ -105,26 +114,61 @@ class _Lease:
     expires: float
     # The decision at reservation time, whose headers the leased requests reuse.
     decision: RateDecision
+    # Tokens at reservation time, after the reserving request took its own.
+    reserved: int
+    # Whether the next lease was requested already; a lease is renewed at most once.
+    renewing: bool = False
+
+    def renewal_due(self, now: float) -> bool:
+        """Return whether a request spending from this lease should request the next one."""
+        if self.renewing or self.reserved < 1:
+            return False
+        half_spent = self.tokens * 2 <= self.reserved
+        return half_spent or now >= self.expires - LEASE_SECONDS / 2
+
+
+@dataclass(frozen=True)
+class _Renewal:
+    """A lease to reserve in the background: the key, its limit, and the time it was due."""
+
+    key_id: str
+    limit: RateLimit
+    now: float
+    lease: _Lease
 
 
 class DatabaseRateLimiter:
     """Buckets in database rows shared by every API process, reserved a few tokens at a time."""
 
-    def __init__(self, engine: Engine, policy: TokenBucket | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: TokenBucket | None = None,
+        *,
+        background_renewals: bool = True,
+    ) -> None:
+        """With `background_renewals=False`, the request that starts a renewal runs it."""
         self._engine = engine
         self._policy = policy or TokenBucket()
+        self._background_renewals = background_renewals
         self._leases: dict[str, _Lease] = {}
         self._blocks: dict[str, _Block] = {}
+        # Tokens of leases that ran out or were replaced before they were spent; they go
+        # back to the shared bucket with the key's next reservation.
+        self._unspent: dict[str, int] = {}
         self._key_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._renewals: queue.SimpleQueue[_Renewal] = queue.SimpleQueue()
+        self._renewer: threading.Thread | None = None
 
     def acquire(self, key_id: str, limit: RateLimit, now: float) -> RateDecision:
         with self._key_lock(key_id):
-            decision = self._decide_locally(key_id, limit, now)
-            if decision is not None:
-                return decision
-            lease = self._leases.get(key_id)
-            return self._reserve(key_id, limit, now, returned=lease.tokens if lease else 0)
+            decision, renewal = self._decide_locally(key_id, limit, now)
+            if decision is None:
+                self._retire_lease(key_id)
+                decision = self._reserve(key_id, limit, now)
+        self._start_renewal(renewal)
+        return decision
 
     def acquire_cached(self, key_id: str, limit: RateLimit, now: float) -> RateDecision | None:
         """Spend a leased token or repeat a block, or return None when the database must decide.
@@ -135,38 +179,127 @@ class DatabaseRateLimiter:
         if not lock.acquire(blocking=False):
             return None
         try:
-            return self._decide_locally(key_id, limit, now)
+            decision, renewal = self._decide_locally(key_id, limit, now)
         finally:
             lock.release()
+        self._start_renewal(renewal)
+        return decision
 
-    def _decide_locally(self, key_id: str, limit: RateLimit, now: float) -> RateDecision | None:
+    def _decide_locally(
+        self, key_id: str, limit: RateLimit, now: float
+    ) -> tuple[RateDecision | None, _Renewal | None]:
+        """Spend a leased token or repeat a block; also return the lease's renewal if now due."""
         block = self._blocks.get(key_id)
         if block is not None and block.limit == limit and now < block.until:
-            return block.decision_at(now)
+            return block.decision_at(now), None
 
         lease = self._leases.get(key_id)
-        if lease is not None and lease.tokens > 0 and now < lease.expires:
-            lease.tokens -= 1
-            return replace(lease.decision, remaining=lease.decision.remaining + lease.tokens)
-        return None
+        if lease is None or lease.tokens <= 0 or now >= lease.expires:
+            return None, None
+        lease.tokens -= 1
+        decision = replace(lease.decision, remaining=lease.decision.remaining + lease.tokens)
+        if not lease.renewal_due(now):
+            return decision, None
+        lease.renewing = True
+        return decision, _Renewal(key_id, limit, now, lease)
 
-    def _reserve(self, key_id: str, limit: RateLimit, now: float, returned: int) -> RateDecision:
-        requested = lease_size(limit)
-        grant = usage_store.take_tokens(
-            self._engine,
-            key_id,
-            lambda state: self._policy.take(state, limit, now, requested, returned=returned),
-        )
+    def _retire_lease(self, key_id: str) -> None:
+        """Drop the key's lease, keeping its unspent tokens to return. Hold the key's lock."""
+        lease = self._leases.pop(key_id, None)
+        if lease is not None:
+            self._keep_unspent(key_id, lease.tokens)
+
+    def _reserve(self, key_id: str, limit: RateLimit, now: float) -> RateDecision:
+        """Reserve a lease for a request that spends its first token. Hold the key's lock."""
+        grant = self._take(key_id, limit, now)
         if grant.granted == 0:
-            self._leases.pop(key_id, None)
             until = self._policy.next_token_at(grant.state, limit)
             self._blocks[key_id] = _Block(until, grant.decision, limit)
             return grant.decision
 
         # This request spends one token; the rest stay leased to this process.
         leased = grant.granted - 1
-        self._leases[key_id] = _Lease(leased, now + LEASE_SECONDS, grant.decision)
+        self._leases[key_id] = _Lease(leased, now + LEASE_SECONDS, grant.decision, leased)
         return replace(grant.decision, remaining=grant.decision.remaining + leased)
+
+    def _take(self, key_id: str, limit: RateLimit, now: float) -> Grant:
+        """Take a lease's worth of tokens from the shared bucket and return the unspent ones.
+
+        The caller need not hold the key's lock: the unspent tokens are handed to one
+        reservation at a time, and handed back if it fails.
+        """
+        requested = lease_size(limit)
+        with self._lock:
+            returned = self._unspent.pop(key_id, 0)
+        try:
+            return usage_store.take_tokens(
+                self._engine,
+                key_id,
+                lambda state: self._policy.take(state, limit, now, requested, returned=returned),
+            )
+        except BaseException:
+            self._keep_unspent(key_id, returned)
+            raise
+
+    def _keep_unspent(self, key_id: str, tokens: int) -> None:
+        if tokens > 0:
+            with self._lock:
+                self._unspent[key_id] = self._unspent.get(key_id, 0) + tokens
+
+    def _start_renewal(self, renewal: _Renewal | None) -> None:
+        """Queue a renewal for the background thread, starting the thread on first use."""
+        if renewal is None:
+            return
+        if not self._background_renewals:
+            self._renew_or_log(renewal)
+            return
+        self._renewals.put(renewal)
+        with self._lock:
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_forever, name="wp-llm-rate-limit", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_forever(self) -> None:
+        while True:
+            self._renew_or_log(self._renewals.get())
+
+    def _renew_or_log(self, renewal: _Renewal) -> None:
+        """Renew a lease; on failure, requests reserve in the foreground once it runs out."""
+        try:
+            self._renew(renewal)
+        except SQLAlchemyError as error:
+            logger.warning(
+                "rate limit lease renewal failed",
+                extra={"key_id": renewal.key_id, "error": str(error)[:200]},
+            )
+        except Exception:
+            # One thread renews every key of the process, so it must outlive any error.
+            logger.exception(
+                "rate limit lease renewal failed unexpectedly", extra={"key_id": renewal.key_id}
+            )
+
+    def _renew(self, renewal: _Renewal) -> None:
+        """Reserve the next lease of a key and put it in place of the current one.
+
+        The key's lock is not held during the round trip, so requests keep spending the
+        current lease meanwhile.
+        """
+        key_id, limit = renewal.key_id, renewal.limit
+        if self._leases.get(key_id) is not renewal.lease:
+            # A reservation in the foreground replaced the lease already.
+            return
+        grant = self._take(key_id, limit, renewal.now)
+        if grant.granted == 0:
+            # The bucket is empty. The request that finds the current lease spent reserves
+            # in the foreground, and blocks the key.
+            return
+        with self._key_lock(key_id):
+            self._retire_lease(key_id)
+            self._leases[key_id] = _Lease(
+                grant.granted, renewal.now + LEASE_SECONDS, grant.decision, grant.granted
+            )
 
     def _key_lock(self, key_id: str) -> threading.Lock:
         with self._lock:
