@@ -89,6 +89,11 @@ class OurService:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pids(self) -> list[int]:
+        """Every process of the service: the API and the workers."""
+        return [process.pid for process in self.processes]
+
+    @property
     def delivering_pids(self) -> list[int]:
         """Processes that run the delivery engine."""
         return [

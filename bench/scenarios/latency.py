@@ -4,6 +4,10 @@ Events are published open-loop, on a fixed schedule: to our API with POST /v1/ev
 or as one enqueued job per event for the peers. The latency of an event is the sink's
 log time minus the time the event was due, so time spent queueing in the producer
 counts too. nginx logs times in milliseconds, which bounds the resolution.
+
+Our topologies run a second time at a lower rate, so that the record shows what the
+latency is when the machine has CPU to spare. Each run of ours also records the CPU
+time its processes spent per event.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from bench.heap import frozen_heap
 from bench.ours import POSTGRES_ONE_PROCESS, POSTGRES_ONE_WORKER, SQLITE_ONE_PROCESS, Topology
 from bench.payload import new_event_id
 from bench.peers.control import PeerSetup
+from bench.processes import tree_cpu_seconds
+from bench.profiles import Profile
 from bench.publisher import RATE_CONNECTIONS, ApiPublisher, publish_at_rate
 from bench.record import ScenarioResult, guarded, guarded_section
 from bench.scenarios.throughput import peer_jobs
@@ -72,7 +78,10 @@ async def measure(
     }
 
 
-async def run_ours(context: BenchContext, topology: Topology, result: ScenarioResult) -> None:
+async def run_ours(
+    context: BenchContext, topology: Topology, results: list[tuple[ScenarioResult, int]]
+) -> None:
+    """Measure one topology at each rate of `results`, on one service started once."""
     profile = context.profile
     service = context.our_service(topology, api=True)
     try:
@@ -87,22 +96,33 @@ async def run_ours(context: BenchContext, topology: Topology, result: ScenarioRe
             async def send() -> str:
                 return await publisher.publish(context.data)
 
-            await measure(context, prefix, send, profile.latency_rate_per_second, WARM_UP_SECONDS)
-            for _ in range(profile.repeats):
-                record = await guarded(
-                    measure(
-                        context,
-                        prefix,
-                        send,
-                        profile.latency_rate_per_second,
-                        profile.latency_seconds,
-                    ),
-                    topology.name,
-                )
-                result.add(topology.name, f"ours: {topology.label}", record)
+            for result, rate in results:
+                await measure(context, prefix, send, rate, WARM_UP_SECONDS)
+                for _ in range(profile.repeats):
+                    record = await guarded(
+                        measure_with_cpu(context, service.pids, prefix, send, rate),
+                        topology.name,
+                    )
+                    result.add(topology.name, f"ours: {topology.label}", record)
         service.check_running()
     finally:
         service.close()
+
+
+async def measure_with_cpu(
+    context: BenchContext, pids: list[int], prefix: str, send: Send, rate: float
+) -> dict[str, Any]:
+    """Run `measure`, adding the CPU milliseconds the service's processes spent per event.
+
+    The CPU time runs to when the last event arrived and the sink settled, so it includes
+    recording the attempts.
+    """
+    before = sum(map(tree_cpu_seconds, pids))
+    record = await measure(context, prefix, send, rate, context.profile.latency_seconds)
+    spent = sum(map(tree_cpu_seconds, pids)) - before
+    published = record["published"]
+    record["cpu_ms_per_event"] = spent * 1000 / published if published else math.nan
+    return record
 
 
 async def run_peer(context: BenchContext, setup: PeerSetup, result: ScenarioResult) -> None:
@@ -134,16 +154,28 @@ async def run_peer(context: BenchContext, setup: PeerSetup, result: ScenarioResu
 
 async def run(context: BenchContext) -> list[ScenarioResult]:
     profile = context.profile
-    result = ScenarioResult(
-        "latency",
+    result = _result("latency", profile.latency_rate_per_second, profile, peers=True)
+    rates = [(result, profile.latency_rate_per_second)]
+    lower = None
+    if profile.latency_lower_rate_per_second:
+        lower = _result(
+            "latency at a lower rate", profile.latency_lower_rate_per_second, profile, peers=False
+        )
+        rates.append((lower, profile.latency_lower_rate_per_second))
+    for topology in TOPOLOGIES:
+        await guarded_section(run_ours(context, topology, rates), topology.name, result)
+    for setup in context.peers:
+        await guarded_section(run_peer(context, setup, result), setup.name, result)
+    return [result] if lower is None else [result, lower]
+
+
+def _result(name: str, rate: int, profile: Profile, *, peers: bool) -> ScenarioResult:
+    systems = "" if peers else ", our systems only"
+    return ScenarioResult(
+        name,
         "p99 publish-to-receipt",
         "ms",
         "lower",
-        f"{profile.latency_rate_per_second:,} events/s for {profile.latency_seconds:g} s "
-        f"to one endpoint; median of {profile.repeats} runs",
+        f"{rate:,} events/s for {profile.latency_seconds:g} s to one endpoint{systems}; "
+        f"median of {profile.repeats} runs",
     )
-    for topology in TOPOLOGIES:
-        await guarded_section(run_ours(context, topology, result), topology.name, result)
-    for setup in context.peers:
-        await guarded_section(run_peer(context, setup, result), setup.name, result)
-    return [result]
