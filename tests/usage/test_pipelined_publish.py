@@ -1,31 +1,37 @@
-"""PostgreSQL's pipelined publish, and webhooks deleted while a publish runs."""
+"""PostgreSQL's pipelined publish, webhooks deleted during a publish, and lost COMMIT replies."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 
 from tests.engine.test_claim import LEASE_MS, add_webhook, claim
 from tests.support.service import create_postgres_database, drop_postgres_database
+from wp_llm.server.api.errors import install_error_handlers
+from wp_llm.server.api.group_commit import GroupCommit
 from wp_llm.server.db import engine as db_engine
 from wp_llm.server.db.engine import create_db_engine, libpq_url, migrate
 from wp_llm.server.db.pipeline import pipelined_transaction
 from wp_llm.server.db.schema import deliveries, events, usage_periods
 from wp_llm.server.errors import QuotaExceeded
-from wp_llm.server.store import accounts, health
+from wp_llm.server.store import accounts, commit_check, health
 from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store import events as event_store
 from wp_llm.server.store import usage as usage_store
 from wp_llm.server.store import webhooks as webhook_store
+from wp_llm.server.store.commit_check import CommitCheckFailed
 from wp_llm.server.store.usage import GroupedPublish, MeteredBatch
 
 EVENT_TYPE = "generation.completed"
@@ -50,10 +56,16 @@ def publish_group(
     engine: Engine,
     *group: GroupedPublish,
     quota: int = 0,
+    thresholds: tuple[int, ...] = (),
     hand_off: delivery_store.HandOff | None = None,
 ) -> list[MeteredBatch | Exception]:
     return usage_store.publish_metered_group(
-        engine, list(group), default_quota=quota, thresholds=(), now=time.time(), hand_off=hand_off
+        engine,
+        list(group),
+        default_quota=quota,
+        thresholds=thresholds,
+        now=time.time(),
+        hand_off=hand_off,
     )
 
 
@@ -212,8 +224,8 @@ def test_health_update_does_not_block_publish(engine: Engine) -> None:
     assert len(published[0].events[0].delivery_ids) == 1
 
 
-class TurnCountingProxy:
-    """A TCP relay to PostgreSQL that counts the client's turns to speak.
+class PostgresRelay:
+    """A TCP relay to PostgreSQL that counts the client's turns to speak, and breaks on request.
 
     A turn starts when the client sends after the server last spoke. PostgreSQL responds
     to a pipeline only when asked to, so the turns of a transaction are its round trips.
@@ -224,8 +236,28 @@ class TurnCountingProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.turns = 0
+        self.commit_replies_lost = 0
+        self._lock = threading.Lock()
+        self._lose_next_commit_reply = False
+        self._reply_wait_seconds = 0.0
+        self._connections_to_close = 0
         self._stopped = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose_commit_reply(self, wait_seconds: float = 10.0) -> None:
+        """Relay the next COMMIT to the server, but not the server's reply to the client.
+
+        Both sides are closed as soon as that reply arrives, which shows that the server
+        committed, or after `wait_seconds` if it does not arrive.
+        """
+        with self._lock:
+            self._lose_next_commit_reply = True
+            self._reply_wait_seconds = wait_seconds
+
+    def close_new_connections(self, count: int) -> None:
+        """Close the next `count` connections as soon as they are accepted."""
+        with self._lock:
+            self._connections_to_close = count
 
     def _accept(self) -> None:
         while not self._stopped.is_set():
@@ -233,54 +265,92 @@ class TurnCountingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                close = self._connections_to_close > 0
+                self._connections_to_close -= int(close)
+            if close:
+                client.close()
+                continue
             server = socket.create_connection(self._upstream)
             threading.Thread(target=self._relay, args=(client, server), daemon=True).start()
 
+    def _take_lost_reply(self, data: bytes) -> float | None:
+        """Return how long to wait for the reply to this data if it is the COMMIT to lose."""
+        with self._lock:
+            if not self._lose_next_commit_reply or b"COMMIT" not in data:
+                return None
+            self._lose_next_commit_reply = False
+            self.commit_replies_lost += 1
+            return self._reply_wait_seconds
+
     def _relay(self, client: socket.socket, server: socket.socket) -> None:
         client_spoke_last = False
+        # Once the COMMIT whose reply is lost was relayed: when to close without its reply.
+        close_at: float | None = None
         with client, server, selectors.DefaultSelector() as selector:
             selector.register(client, selectors.EVENT_READ, server)
             selector.register(server, selectors.EVENT_READ, client)
             while not self._stopped.is_set():
-                for key, _ in selector.select(timeout=0.2):
+                if close_at is not None and time.monotonic() > close_at:
+                    return
+                for key, _ in selector.select(timeout=0.05):
                     source = key.fileobj
                     assert isinstance(source, socket.socket)
                     data = source.recv(65536)
                     if not data:
                         return
+                    if source is server and close_at is not None:
+                        if b"COMMIT\x00" in data:
+                            return  # The server committed, and its reply is dropped.
+                        continue
                     if source is client and not client_spoke_last:
                         self.turns += 1
                     client_spoke_last = source is client
                     key.data.sendall(data)
+                    wait_seconds = self._take_lost_reply(data) if source is client else None
+                    if wait_seconds is not None:
+                        close_at = time.monotonic() + wait_seconds
 
     def close(self) -> None:
         self._stopped.set()
         self._listener.close()
 
 
-def test_pipelined_publish_makes_two_round_trips(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """BEGIN goes with the first statements and COMMIT with the last ones."""
+@pytest.fixture
+def proxy(engine: Engine) -> Iterator[PostgresRelay]:
+    relay = PostgresRelay(engine.url.port or 5432)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def relayed(
+    engine: Engine, proxy: PostgresRelay, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    """An engine whose one pooled connection goes through `proxy`, already connected."""
+    # No test of an idle connection, so that the relay carries only what the test sends.
     monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    account_id = accounts.ensure_account(engine, "counted")
-    add_webhook(engine, account_id, ["*"])
-    proxy = TurnCountingProxy(engine.url.port or 5432)
-    relayed = create_db_engine(
+    created = create_db_engine(
         engine.url.set(port=proxy.port).render_as_string(hide_password=False), pool_size=1
     )
-    try:
-        pooled_state(relayed)  # connects, so that the counts below are of the publishes only
-        proxy.turns = 0
-        publish_group(relayed, request(account_id, 2), request(account_id, 1))
-        pipelined = proxy.turns
-        proxy.turns = 0
-        with relayed.begin() as connection:
-            event_store.insert_events(connection, account_id, [(EVENT_TYPE, {})])
-        unpipelined = proxy.turns
-    finally:
-        relayed.dispose()
-        proxy.close()
+    pooled_state(created)
+    yield created
+    created.dispose()
+
+
+def test_pipelined_publish_makes_two_round_trips(
+    engine: Engine, proxy: PostgresRelay, relayed: Engine
+) -> None:
+    """BEGIN goes with the first statements and COMMIT with the last ones."""
+    account_id = accounts.ensure_account(engine, "counted")
+    add_webhook(engine, account_id, ["*"])
+    proxy.turns = 0
+    publish_group(relayed, request(account_id, 2), request(account_id, 1))
+    pipelined = proxy.turns
+    proxy.turns = 0
+    with relayed.begin() as connection:
+        event_store.insert_events(connection, account_id, [(EVENT_TYPE, {})])
+    unpipelined = proxy.turns
     assert count_rows(engine, deliveries) == 4
     assert pipelined == 2
     # BEGIN, the webhooks, the insert and COMMIT, one at a time.
@@ -381,3 +451,248 @@ def test_publish_after_delete_stores_no_delivery(engine: Engine) -> None:
             text("SELECT count(*) FROM deliveries WHERE status = 'pending'")
         ).scalar_one()
     assert pending == 0
+
+
+# --- A lost COMMIT reply --------------------------------------------------------------
+
+WARNING_TYPE = "usage.warning"
+
+# (each request's account and event count, default quota, warning thresholds, warnings
+# stored). The relay loses the reply to the first COMMIT, which each path sends itself.
+LOST_REPLY_PATHS = {
+    "pipelined": ([("first", 2), ("second", 1)], 0, (), 0),
+    # The first account's count makes a warning due, so the group runs unpipelined.
+    "grouped": ([("first", 3), ("second", 1)], 4, (50,), 1),
+    # A group of one request runs in a transaction of its own after the pipelined one.
+    "single": ([("first", 3)], 4, (50,), 1),
+}
+
+
+def subscribed_account(engine: Engine, name: str) -> str:
+    account_id = accounts.ensure_account(engine, name)
+    add_webhook(engine, account_id, ["*"])
+    return account_id
+
+
+def subscribed_pair(engine: Engine) -> tuple[str, str]:
+    return subscribed_account(engine, "first"), subscribed_account(engine, "second")
+
+
+def publish_pair(engine: Engine, first: str, second: str) -> list[MeteredBatch | Exception]:
+    """Publish two events to the first account and one to the second, in one group."""
+    return publish_group(engine, request(first, 2), request(second, 1))
+
+
+def stored_event_ids(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return sorted(connection.execute(select(events.c.id)).scalars())
+
+
+def counted(engine: Engine, account_id: str) -> int:
+    """Return the events counted against the account's quota, in every period."""
+    query = select(func.coalesce(func.sum(usage_periods.c.event_count), 0)).where(
+        usage_periods.c.account_id == account_id
+    )
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def published_events(results: list[MeteredBatch | Exception]) -> list[event_store.PublishedEvent]:
+    batches = [result for result in results if isinstance(result, MeteredBatch)]
+    return [event for batch in batches for event in [*batch.events, *batch.notices]]
+
+
+@pytest.mark.parametrize("path", list(LOST_REPLY_PATHS))
+def test_lost_commit_reply_stores_once(
+    engine: Engine, proxy: PostgresRelay, relayed: Engine, path: str
+) -> None:
+    """The server committed, but the client saw the connection break instead of the reply."""
+    requested, quota, thresholds, warnings = LOST_REPLY_PATHS[path]
+    account_ids = {name: subscribed_account(engine, name) for name, _ in requested}
+    group = [request(account_ids[name], count) for name, count in requested]
+    proxy.lose_commit_reply()
+
+    results = publish_group(relayed, *group, quota=quota, thresholds=thresholds, hand_off=offer(8))
+
+    assert proxy.commit_replies_lost == 1
+    assert [type(result) for result in results] == [MeteredBatch] * len(group), results
+    published = published_events(results)
+    assert stored_event_ids(engine) == sorted(event.id for event in published)
+    assert count_rows(engine, events, events.c.type == WARNING_TYPE) == warnings
+    for name, count in requested:
+        assert counted(engine, account_ids[name]) == count
+    stored = delivery_rows(engine)
+    assert sorted(stored) == sorted(id for event in published for id in event.delivery_ids)
+    # The deliveries leased to the worker come back, so that the worker can start them.
+    leased = [delivery.id for event in published for delivery in event.leased]
+    assert leased
+    assert {stored[delivery_id].lease_owner for delivery_id in leased} == {OWNER}
+
+
+class RecordingWorker:
+    """A stand-in for the process's delivery worker that keeps the deliveries handed over."""
+
+    def __init__(self) -> None:
+        self.accepted: list[delivery_store.ClaimedDelivery] = []
+
+    def offer(self) -> delivery_store.HandOff:
+        return offer(8)
+
+    def accept(self, deliveries: list[delivery_store.ClaimedDelivery], leased_at: float) -> None:
+        self.accepted.extend(deliveries)
+
+    def rows_left(self, webhook_ids: Collection[str]) -> None:
+        pass
+
+
+def test_lost_commit_reply_hands_over_deliveries(
+    engine: Engine, proxy: PostgresRelay, relayed: Engine
+) -> None:
+    account_id = subscribed_account(engine, "handed-over")
+    add_webhook(engine, account_id, [EVENT_TYPE])
+    publishes = GroupCommit(relayed, time.time, default_quota=0, thresholds=())
+    worker = RecordingWorker()
+    publishes.hand_off_to(worker)
+    proxy.lose_commit_reply()
+
+    batch = asyncio.run(publishes.publish(account_id, [(EVENT_TYPE, {"index": 0})]))
+
+    assert proxy.commit_replies_lost == 1
+    assert stored_event_ids(engine) == [batch.events[0].id]
+    assert len(batch.events[0].delivery_ids) == 2
+    assert sorted(delivery.id for delivery in worker.accepted) == sorted(
+        batch.events[0].delivery_ids
+    )
+
+
+def test_lost_commit_check_waits_for_transaction(
+    engine: Engine, proxy: PostgresRelay, relayed: Engine
+) -> None:
+    """The connection breaks while the server still runs the transaction, which then commits."""
+    first, second = subscribed_pair(engine)
+    proxy.lose_commit_reply(wait_seconds=0.2)
+
+    holder = hold_events_table(engine)
+    try:
+        # The insert waits for the table, and the relay closes both sides meanwhile.
+        publisher, published = in_thread(lambda: publish_pair(relayed, first, second))
+        # The check waits for the lock on a counter that the transaction holds.
+        wait_for(lambda: waiting_for_lock(engine, "INSERT INTO usage_periods"))
+    finally:
+        holder.commit()
+        holder.close()
+    publisher.join(10)
+
+    assert proxy.commit_replies_lost == 1
+    results = published[0]
+    assert isinstance(results, list)
+    assert [type(result) for result in results] == [MeteredBatch, MeteredBatch], results
+    assert stored_event_ids(engine) == sorted(event.id for event in published_events(results))
+    assert counted(engine, first) == 2
+    assert counted(engine, second) == 1
+    assert count_rows(engine, deliveries) == 3
+
+
+def reject_first_event_insert(engine: Engine) -> None:
+    """Make the database reject the first statement that inserts events, and no later one."""
+    with engine.begin() as connection:
+        connection.execute(text("CREATE SEQUENCE event_inserts"))
+        connection.execute(
+            text(
+                "CREATE FUNCTION reject_first_insert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN IF nextval('event_inserts') = 1 THEN "
+                "RAISE EXCEPTION 'first insert rejected'; END IF; RETURN NULL; END $$"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER reject_first_insert BEFORE INSERT ON events "
+                "FOR EACH STATEMENT EXECUTE FUNCTION reject_first_insert()"
+            )
+        )
+
+
+def test_rolled_back_group_stored_again_once(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement error in the round trip with COMMIT rolls back for certain: no check."""
+    first, second = subscribed_pair(engine)
+    reject_first_event_insert(engine)
+
+    with caplog.at_level(logging.DEBUG):
+        results = publish_pair(engine, first, second)
+
+    assert [type(result) for result in results] == [MeteredBatch, MeteredBatch], results
+    assert stored_event_ids(engine) == sorted(event.id for event in published_events(results))
+    assert counted(engine, first) == 2
+    assert counted(engine, second) == 1
+    assert count_rows(engine, deliveries) == 3
+    messages = [record.getMessage() for record in caplog.records]
+    assert "grouped publish rolled back; publishing its requests one by one" in messages
+    assert "connection lost during commit" not in messages
+
+
+def test_failed_commit_check_stores_nothing_again(
+    engine: Engine, proxy: PostgresRelay, relayed: Engine
+) -> None:
+    """The check cannot connect, so the requests fail rather than risk a second copy."""
+    first, second = subscribed_pair(engine)
+    proxy.lose_commit_reply()
+    # The check opens the next connection. Later ones, such as a retry's, would work.
+    proxy.close_new_connections(1)
+
+    results = publish_pair(relayed, first, second)
+
+    assert proxy.commit_replies_lost == 1
+    assert [type(result) for result in results] == [CommitCheckFailed] * 2, results
+    # The lost transaction committed, and nothing stored its events a second time.
+    assert count_rows(engine, events) == 3
+    assert counted(engine, first) == 2
+    assert counted(engine, second) == 1
+    assert count_rows(engine, deliveries) == 3
+
+
+def test_commit_check_gives_up_on_held_lock(
+    engine: Engine, proxy: PostgresRelay, relayed: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lost transaction outlasts the check's lock timeout, so the outcome stays unknown."""
+    monkeypatch.setattr(commit_check, "CHECK_LOCK_TIMEOUT_MS", 200)
+    first, second = subscribed_pair(engine)
+    proxy.lose_commit_reply(wait_seconds=0.2)
+
+    holder = hold_events_table(engine)
+    try:
+        publisher, published = in_thread(lambda: publish_pair(relayed, first, second))
+        # A retry would wait for the counter's lock here, and store the events again.
+        publisher.join(5)
+        returned_while_held = not publisher.is_alive()
+    finally:
+        holder.commit()
+        holder.close()
+    publisher.join(10)
+
+    assert returned_while_held
+    results = published[0]
+    assert isinstance(results, list)
+    assert [type(result) for result in results] == [CommitCheckFailed] * 2, results
+    # Released, the lost transaction commits, and nothing else stores its events.
+    wait_for(lambda: count_rows(engine, events) == 3)
+    assert counted(engine, first) == 2
+    assert counted(engine, second) == 1
+
+
+def test_failed_commit_check_answers_503() -> None:
+    """The API responds as it does while the database is unavailable: 503, retry in 1 s."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/v1/events")
+    def publish() -> None:
+        raise CommitCheckFailed("connection refused")
+
+    with TestClient(app) as client:
+        response = client.post("/v1/events")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "server_error"

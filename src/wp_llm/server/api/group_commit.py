@@ -8,7 +8,9 @@ own, only the wait for the transaction ahead.
 
 Each request still gets its own result or error. When the grouped transaction fails, for
 example because one account's quota is used up, every request of the group runs again
-alone (see `publish_metered_group`).
+alone (see `publish_metered_group`). A transaction whose connection was lost during
+COMMIT runs again only if a check finds that it did not commit. If it did, each request
+gets its stored events, and the deliveries leased to the worker are handed over.
 
 When the process runs a delivery worker, each group first requests a hand-off from it:
 the group stores the deliveries the worker has room for already leased to it, and hands

@@ -8,6 +8,10 @@ sends the rest with COMMIT.
 
 Round trips cost more than their network time in a busy process: after each one, the
 thread that waited needs the interpreter lock back, and it waits behind the event loop.
+
+A connection lost after COMMIT was sent leaves the outcome unknown: the server may have
+committed before the connection broke. That case raises CommitOutcomeUnknown, so that
+the caller finds out before it stores anything again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from psycopg.rows import RowFactory
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
+
+
+class CommitOutcomeUnknown(Exception):
+    """The connection was lost after COMMIT was sent, so the transaction may have committed."""
 
 
 class PipelinedTransaction:
@@ -61,19 +69,29 @@ def pipelined_transaction(connection: Connection) -> Iterator[PipelinedTransacti
     connection kept if it is still usable. On any other exception, or if the rollback
     fails, the connection is discarded rather than returned to the pool in an unknown
     state.
+
+    Raise CommitOutcomeUnknown, from the driver's error, when the connection is lost
+    once COMMIT is queued. A statement error, one of COMMIT's own included, leaves the
+    connection usable and rolls the transaction back, because the server skips what was
+    queued after the failed statement.
     """
     driver_connection = connection.connection.driver_connection
     assert isinstance(driver_connection, psycopg.Connection)
     driver_connection.autocommit = True
+    commit_queued = False
     try:
         with driver_connection.pipeline():
             transaction = PipelinedTransaction(driver_connection)
             driver_connection.execute(b"BEGIN")
             yield transaction
+            commit_queued = not transaction.rolled_back
             driver_connection.execute(b"ROLLBACK" if transaction.rolled_back else b"COMMIT")
         driver_connection.autocommit = False
-    except psycopg.Error:
+    except psycopg.Error as error:
+        connection_lost = driver_connection.broken
         _roll_back_or_discard(connection, driver_connection)
+        if commit_queued and connection_lost:
+            raise CommitOutcomeUnknown(f"connection lost during COMMIT: {error}") from error
         raise
     except BaseException:
         connection.invalidate()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +29,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from wp_llm.catalog import matches
 from wp_llm.server import ids
-from wp_llm.server.db.pipeline import pipelined_transaction, postgresql_text
+from wp_llm.server.db.pipeline import (
+    CommitOutcomeUnknown,
+    PipelinedTransaction,
+    pipelined_transaction,
+    postgresql_text,
+)
 from wp_llm.server.db.schema import (
     account_limits,
     accounts,
@@ -43,6 +49,7 @@ from wp_llm.server.db.schema import (
     webhooks,
 )
 from wp_llm.server.errors import QuotaExceeded
+from wp_llm.server.store import commit_check
 from wp_llm.server.store import events as event_store
 from wp_llm.server.store.deliveries import ClaimedDelivery, HandOff
 from wp_llm.server.store.events import PublishedEvent
@@ -294,13 +301,20 @@ def publish_metered_batch(
     """Count and publish several events in one transaction: all of them, or none.
 
     As `publish_metered`, but the quota must have room for every event of the batch.
+    Raise CommitCheckFailed when the connection was lost during COMMIT and the check
+    could not find out whether the batch was stored.
     """
     period = month_period(now)
-    try:
-        with engine.begin() as connection:
-            return _publish_counted(
+
+    def store(connection: Connection) -> list[MeteredBatch]:
+        return [
+            _publish_counted(
                 connection, account_id, items, default_quota, thresholds, period, hand_off
             )
+        ]
+
+    try:
+        return _commit_checked(engine, period, store)[0]
     except _QuotaFull as full:
         _notify_quota_reached(engine, account_id, full.policy, period)
         raise _quota_exceeded(account_id, full.policy, period, now, len(items)) from None
@@ -333,6 +347,10 @@ def publish_metered_group(
     its quota used up, when its data cannot be stored or when the database refuses.
     Then each request runs again in a transaction of its own, so a full quota or bad
     data fails only the request it belongs to.
+
+    A transaction whose connection was lost during COMMIT is run again only once a
+    check finds that it did not commit (`_committed`). When the check fails, each request
+    of the transaction gets CommitCheckFailed.
     """
     period = month_period(now)
     try:
@@ -340,12 +358,21 @@ def publish_metered_group(
         if engine.dialect.name == "postgresql":
             stored = _publish_pipelined(engine, group, default_quota, thresholds, period, hand_off)
         if stored is None and len(group) > 1:
-            with engine.begin() as connection:
-                stored = _publish_grouped(
-                    connection, group, default_quota, thresholds, period, hand_off
-                )
+            grouped = functools.partial(
+                _publish_grouped,
+                group=group,
+                default_quota=default_quota,
+                thresholds=thresholds,
+                period=period,
+                hand_off=hand_off,
+            )
+            stored = _commit_checked(engine, period, grouped)
         if stored is not None:
             return list[MeteredBatch | Exception](stored)
+    except commit_check.CommitCheckFailed as error:
+        # The group may be stored, so storing it again could store it twice. Deliveries
+        # it leased to this worker are claimed once their lease expires.
+        return [error] * len(group)
     except Exception as error:  # noqa: BLE001 - each request reports its own error below
         # A full quota is routine; anything else, such as a deadlock, is worth a look.
         level = logging.DEBUG if isinstance(error, _QuotaFull) else logging.WARNING
@@ -418,44 +445,113 @@ def _publish_pipelined(
     """
     by_account = _requests_by_account(group)
     items_of = _items_by_account(group, by_account)
+    planned: dict[str, event_store.EventRows] | None = None
+    try:
+        with engine.connect() as connection, pipelined_transaction(connection) as transaction:
+            planned = _queue_pipelined(
+                transaction, items_of, default_quota, thresholds, period, hand_off
+            )
+    except CommitOutcomeUnknown:
+        # Raised only once COMMIT is queued, and `planned` is set before that.
+        if planned is None or not _committed(engine, _account_batches(planned).values(), period):
+            raise
+    if planned is None:
+        return None
+    return _batches_of_requests(group, by_account, _account_batches(planned))
+
+
+def _queue_pipelined(
+    transaction: PipelinedTransaction,
+    items_of: dict[str, list[tuple[str, Any]]],
+    default_quota: int,
+    thresholds: tuple[int, ...],
+    period: Period,
+    hand_off: HandOff | None,
+) -> dict[str, event_store.EventRows] | None:
+    """Run the counts, then queue the insert of each account's rows. Return those rows.
+
+    Return None after a rollback, when a count needs the common path.
+    """
     count_query, count_values = postgresql_text(_count_statement("postgresql"))
     with_rows = hand_off is not None
     webhooks_query, _ = postgresql_text(event_store.subscriptions_query(with_rows=with_rows))
-    with engine.connect() as connection, pipelined_transaction(connection) as transaction:
-        queued = []
-        for account_id, items in items_of.items():
-            parameters = {
-                **count_values,
-                "account_id": account_id,
-                "period_start": period.start,
-                "default_quota": default_quota,
-                "count": len(items),
-            }
-            counter = transaction.execute(count_query, parameters, namedtuple_row)
-            found = transaction.execute(webhooks_query, {"account_id": account_id}, dict_row)
-            queued.append((account_id, counter, found))
-        results = [
-            (account_id, counter.fetchone(), found.fetchall())
-            for account_id, counter, found in queued
-        ]
-        if any(_needs_own_transaction(counter, thresholds) for _, counter, _ in results):
-            transaction.rollback()
-            return None
-        planned = {
-            account_id: event_store.EventRows.build(
-                event_store.Subscriptions.of_rows(webhook_rows, with_rows=with_rows),
-                account_id,
-                items_of[account_id],
-                hand_off,
-            )
-            for account_id, _, webhook_rows in results
+    queued = []
+    for account_id, items in items_of.items():
+        parameters = {
+            **count_values,
+            "account_id": account_id,
+            "period_start": period.start,
+            "default_quota": default_quota,
+            "count": len(items),
         }
-        transaction.execute(
-            event_store.POSTGRESQL_INSERT,
-            event_store.postgresql_insert_parameters(list(planned.values())),
+        counter = transaction.execute(count_query, parameters, namedtuple_row)
+        found = transaction.execute(webhooks_query, {"account_id": account_id}, dict_row)
+        queued.append((account_id, counter, found))
+    results = [
+        (account_id, counter.fetchone(), found.fetchall()) for account_id, counter, found in queued
+    ]
+    if any(_needs_own_transaction(counter, thresholds) for _, counter, _ in results):
+        transaction.rollback()
+        return None
+    planned = {
+        account_id: event_store.EventRows.build(
+            event_store.Subscriptions.of_rows(webhook_rows, with_rows=with_rows),
+            account_id,
+            items_of[account_id],
+            hand_off,
         )
-    batches = {account_id: MeteredBatch(rows.published()) for account_id, rows in planned.items()}
-    return _batches_of_requests(group, by_account, batches)
+        for account_id, _, webhook_rows in results
+    }
+    transaction.execute(
+        event_store.POSTGRESQL_INSERT,
+        event_store.postgresql_insert_parameters(list(planned.values())),
+    )
+    return planned
+
+
+def _account_batches(planned: dict[str, event_store.EventRows]) -> dict[str, MeteredBatch]:
+    return {account_id: MeteredBatch(rows.published()) for account_id, rows in planned.items()}
+
+
+def _commit_checked(
+    engine: Engine, period: Period, store: Callable[[Connection], list[MeteredBatch]]
+) -> list[MeteredBatch]:
+    """Run `store` in a transaction and commit it, as `engine.begin()` does.
+
+    When the connection is lost during COMMIT, return what `store` returned if the
+    transaction committed all the same, and raise the error if it did not.
+    """
+    stored: list[MeteredBatch] = []
+    try:
+        with engine.begin() as connection:
+            stored = store(connection)
+    except DBAPIError as error:
+        # `stored` is set once every statement has run, so only COMMIT is left to fail.
+        if not stored or not commit_check.lost_during_commit(error):
+            raise
+        if not _committed(engine, stored, period):
+            raise
+    return stored
+
+
+def _committed(engine: Engine, batches: Iterable[MeteredBatch], period: Period) -> bool:
+    """Return whether the transaction that was to store the batches committed.
+
+    Call it only after the connection was lost during COMMIT. The check waits for the
+    transaction to end, then looks for its first event (see `commit_check`).
+
+    Reusing the event ids on the retry would also prevent a second copy: the events'
+    primary key would reject whichever of the two transactions commits second. But each
+    fallback path would have to take those ids instead of making its own, and tell that
+    conflict apart from other errors so as to return the lost transaction's rows. The
+    check needs only an id that the failed attempt still holds, runs only after such a
+    failure, and leaves the common path as it was.
+    """
+    event = next((event for batch in batches for event in batch.events), None)
+    if event is None:
+        # No event, so nothing can be stored twice.
+        return False
+    return commit_check.committed(engine, event.account_id, period.start, event.id)
 
 
 def _needs_own_transaction(counter: Any, thresholds: tuple[int, ...]) -> bool:
@@ -768,6 +864,10 @@ def publish_announcement(
 
     One transaction means a failed announcement reaches no account, so running it again
     does not announce twice.
+
+    NOTE: a connection lost during COMMIT raises although the server may have committed.
+    `commit_check` waits for the lock on an account's counter, which an announcement
+    does not take, so the outcome is left to the operator.
     """
     with engine.begin() as connection:
         return [
