@@ -10,6 +10,20 @@ import httpx
 from wp_llm import catalog
 
 FINAL_STATUSES = {"succeeded", "failed", "cancelled"}
+ENVELOPE_FIELDS = {"type", "code", "message", "details", "request_id", "timestamp"}
+
+
+def assert_error(
+    response: httpx.Response, status: int, error_type: str, field: str | None = None
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == ENVELOPE_FIELDS
+    assert error["type"] == error_type
+    assert error["request_id"] == response.headers["x-request-id"]
+    if field is not None:
+        assert error["details"]["field"] == field
+    return dict(error)
 
 
 def create_webhook(

@@ -11,24 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import Account
-from tests.e2e.helpers import create_webhook
+from tests.e2e.helpers import assert_error, create_webhook
 from tests.support.receiver import Receiver
-
-ENVELOPE_FIELDS = {"type", "code", "message", "details", "request_id", "timestamp"}
-
-
-def assert_error(
-    response: httpx.Response, status: int, error_type: str, field: str | None = None
-) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == ENVELOPE_FIELDS
-    assert error["type"] == error_type
-    assert error["request_id"] == response.headers["x-request-id"]
-    if field is not None:
-        assert error["details"]["field"] == field
-    return dict(error)
-
 
 # (body, the field the error must name)
 BAD_WEBHOOKS = [

@@ -189,6 +189,29 @@ def test_large_event_responds_alike(pair: Pair) -> None:
     assert direct["status"] == 201
 
 
+@pytest.mark.parametrize("query", ["colour=red", "type=system.update"])
+def test_query_string_responds_alike(pair: Pair, query: str) -> None:
+    content = body(type=EVENT_TYPE, data=GOOD_DATA)
+
+    direct = comparable(post(f"{pair.direct}?{query}", pair.keys.account, content))
+    routed = comparable(post(f"{pair.routed}?{query}", pair.keys.account, content))
+
+    assert direct == routed
+    assert direct["status"] == 400
+    assert direct["error"]["code"] == "unknown_parameter"
+    assert direct["error"]["details"]["field"] == query.split("=")[0]
+
+
+def test_query_without_names_publishes_alike(pair: Pair) -> None:
+    content = body(type=EVENT_TYPE, data=GOOD_DATA)
+
+    direct = comparable(post(f"{pair.direct}?&", pair.keys.account, content))
+    routed = comparable(post(f"{pair.routed}?&", pair.keys.account, content))
+
+    assert direct == routed
+    assert direct["status"] == 201
+
+
 def test_both_paths_store_alike(pair: Pair) -> None:
     cases = requests(pair.keys)
     before = stored_events(pair.engine)

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query
 from wp_llm.server.api.context import ServiceContext, get_context, require_account
 from wp_llm.server.api.params import PageParams, page_params
 from wp_llm.server.api.resources import delivery_object, list_object
+from wp_llm.server.api.strict_query import StrictQueryRoute
 from wp_llm.server.store import deliveries as delivery_store
 from wp_llm.server.store.accounts import Principal
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], route_class=StrictQueryRoute)
 
 
 @router.get("", summary="List deliveries")

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +34,23 @@ UNREADABLE_BODY_MESSAGE = (
     "The request body is not valid JSON: send UTF-8 text, with arrays and objects "
     f"nested at most {MAX_DEPTH} levels deep."
 )
+
+
+class ErrorObject(BaseModel):
+    """An error's type, its stable code, a message, and `details` naming the offending field."""
+
+    type: str
+    code: str
+    message: str
+    details: dict[str, Any]
+    request_id: str
+    timestamp: int
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error response: `{"error": {...}}`."""
+
+    error: ErrorObject
 
 
 def request_id_of(request: Request) -> str:

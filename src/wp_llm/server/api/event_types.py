@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from wp_llm import catalog
+from wp_llm.server.api.strict_query import StrictQueryRoute
 
-router = APIRouter(prefix="/v1/event_types", tags=["event types"])
+router = APIRouter(prefix="/v1/event_types", tags=["event types"], route_class=StrictQueryRoute)
 
 
 def event_type_object(entry: catalog.EventType) -> dict[str, Any]:

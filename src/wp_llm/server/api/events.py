@@ -12,6 +12,7 @@ from wp_llm.server.api.context import ServiceContext, get_context, get_principal
 from wp_llm.server.api.models import EventBatchCreate, EventCreate
 from wp_llm.server.api.params import PageParams, page_params
 from wp_llm.server.api.resources import list_object
+from wp_llm.server.api.strict_query import StrictQueryRoute
 from wp_llm.server.errors import InvalidRequest, PermissionDenied, UnprocessableData
 from wp_llm.server.store import accounts
 from wp_llm.server.store import events as event_store
@@ -19,7 +20,7 @@ from wp_llm.server.store import usage as usage_store
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.validation import validate_event_data
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=StrictQueryRoute)
 
 
 def names_own_account(principal: Principal, requested: str, context: ServiceContext) -> bool:

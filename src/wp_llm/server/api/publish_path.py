@@ -9,8 +9,9 @@ Any body the route's model could reject goes on to the route instead, untouched:
 fields of the wrong type, unknown fields, or values the service cannot store. So validation
 errors keep coming from one place and read the same whichever path a request takes. Bodies
 over MAX_DIRECT_BYTES go to the route too, and so do bodies whose Content-Type the route
-would not read as JSON. The decision is made before authentication, so a request never
-takes two rate-limit tokens.
+would not read as JSON. Requests with a query string go to the route as well, which
+rejects the parameters it does not declare. The decision is made before authentication,
+so a request never takes two rate-limit tokens.
 
 It runs inside the request-id, request-guard and idempotency middleware, so request ids,
 size limits and idempotency keys apply as to every other route.
@@ -121,7 +122,7 @@ async def _publish(
 
 
 def _takes_direct_path(scope: Scope, message: Message, body: bytes) -> bool:
-    """Return whether the whole body is here, small, and of a type the route reads as JSON."""
-    if message.get("more_body", False) or len(body) > MAX_DIRECT_BYTES:
+    """Return whether the request has no query string and a whole, small JSON body."""
+    if scope["query_string"] or message.get("more_body", False) or len(body) > MAX_DIRECT_BYTES:
         return False
     return is_json(first_header(scope, b"content-type") or "")

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from wp_llm.server.api.context import ServiceContext, get_context, require_account
+from wp_llm.server.api.strict_query import StrictQueryRoute
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.store.stats import MAX_WINDOW_HOURS, delivery_stats
 
-router = APIRouter(prefix="/v1/stats", tags=["stats"])
+router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=StrictQueryRoute)
 
 
 @router.get("", summary="Delivery statistics of the last hours")

@@ -22,6 +22,7 @@ from wp_llm.server.api.models import (
 )
 from wp_llm.server.api.params import PageParams, page_params
 from wp_llm.server.api.resources import delivery_object, list_object, webhook_object
+from wp_llm.server.api.strict_query import StrictQueryRoute
 from wp_llm.server.config import Settings
 from wp_llm.server.engine.netguard import BlockedURLError, check_url
 from wp_llm.server.engine.sender import Sender, delivery_headers
@@ -32,7 +33,7 @@ from wp_llm.server.store import webhooks as webhook_store
 from wp_llm.server.store.accounts import Principal
 from wp_llm.server.store.replay import ReplayFilter, replay_deliveries
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=StrictQueryRoute)
 
 DEFAULT_GRACE_PERIOD_SECONDS = 24 * 3600.0
 

@@ -495,6 +495,8 @@ def list_deliveries(
             connection,
             deliveries,
             query,
+            account_id=account_id,
+            object_name="delivery",
             limit=limit,
             starting_after=starting_after,
             ending_before=ending_before,

@@ -387,6 +387,8 @@ def list_events(
             connection,
             events,
             query,
+            account_id=account_id,
+            object_name="event",
             limit=limit,
             starting_after=starting_after,
             ending_before=ending_before,

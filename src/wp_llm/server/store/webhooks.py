@@ -147,6 +147,8 @@ def list_webhooks(
             connection,
             webhooks,
             query,
+            account_id=account_id,
+            object_name="webhook",
             limit=limit,
             starting_after=starting_after,
             ending_before=ending_before,
