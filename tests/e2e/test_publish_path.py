@@ -29,6 +29,8 @@ from wp_llm.server.api.publish_path import (
 from wp_llm.server.config import Settings
 from wp_llm.server.db.schema import events
 from wp_llm.server.store import accounts
+from wp_llm.server.store import usage as usage_store
+from wp_llm.server.store.commit_check import CommitCheckFailed
 
 EVENT_QUOTA = 40
 EVENT_TYPE = "generation.completed"
@@ -235,6 +237,29 @@ def test_over_quota_responds_alike(pair: Pair) -> None:
     assert direct == routed
     assert direct["status"] == 429
     assert direct["error"]["code"] == "quota_exceeded"
+
+
+def test_unknown_commit_outcome_responds_alike(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publish whose COMMIT reply was lost, with the database then out of reach: 503."""
+
+    def lost_and_unchecked(
+        engine: Engine, group: list[usage_store.GroupedPublish], **options: Any
+    ) -> list[Exception]:
+        return [CommitCheckFailed("lost", details={"event_id": "evt_lost"})] * len(group)
+
+    # The database cannot be made unreachable between COMMIT and the check on cue here;
+    # tests/usage/test_pipelined_publish.py does that below the API.
+    monkeypatch.setattr(usage_store, "publish_metered_group", lost_and_unchecked)
+    content = body(type=EVENT_TYPE, data=GOOD_DATA)
+
+    direct = post(pair.direct, pair.keys.account, content)
+    routed = post(pair.routed, pair.keys.account, content)
+
+    assert comparable(direct) == comparable(routed)
+    assert direct.status_code == 503
+    assert direct.json()["error"]["code"] == "commit_outcome_unknown"
+    # No Retry-After: a blind retry would store the events twice if the COMMIT went through.
+    assert "retry-after" not in direct.headers
 
 
 def test_direct_path_accepted_bodies() -> None:

@@ -53,6 +53,8 @@ def closed_port() -> int:
         (502, None, True),
         (503, None, True),
         (504, None, True),
+        # The writes may be stored already: the caller checks before it sends them again.
+        (503, "commit_outcome_unknown", False),
         (501, None, False),
         (400, None, False),
         (404, None, False),

@@ -20,6 +20,9 @@ NOT_IMPLEMENTED = 501
 TOO_MANY_REQUESTS = 429
 CONFLICT = 409
 IN_PROGRESS_CODE = "idempotency_request_in_progress"
+# The service lost its database connection while committing, and could not check whether
+# the request's writes were stored. A retry could store them twice.
+OUTCOME_UNKNOWN_CODE = "commit_outcome_unknown"
 
 # Failures where the request may not have reached the service, or the response was lost.
 # The other transport errors (an unsupported scheme, a bad proxy) repeat on every try.
@@ -30,6 +33,8 @@ def is_retryable_status(status_code: int, error_code: str | None) -> bool:
     """Tell whether an error status may go away on its own."""
     if status_code == TOO_MANY_REQUESTS:
         return True
+    if error_code == OUTCOME_UNKNOWN_CODE:
+        return False
     if status_code >= 500:
         return status_code != NOT_IMPLEMENTED
     # The first request with the same idempotency key still runs, and a later try gets its response.

@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wp_llm.server.api.payload_checks import MAX_DEPTH, UnstorableValueError
 from wp_llm.server.errors import ServiceError, ServiceUnavailable
-from wp_llm.server.store.commit_check import CommitCheckFailed
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +194,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
-    @app.exception_handler(CommitCheckFailed)
     async def _database_down(request: Request, error: Exception) -> JSONResponse:
         return database_unavailable_response(request_id_of(request), error)
 

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from wp_llm.server.db.engine import POSTGRES_CONNECT_TIMEOUT_SECONDS, libpq_url
+from wp_llm.server.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,14 @@ _FIND_EVENT = "SELECT 1 FROM events WHERE id = %(event_id)s"
 _SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %(milliseconds)s, true)"
 
 
-class CommitCheckFailed(Exception):
-    """The check could not find out whether a transaction whose COMMIT reply was lost committed."""
+class CommitCheckFailed(ServiceUnavailable):
+    """The check could not find out whether a transaction whose COMMIT reply was lost committed.
+
+    The API responds 503 without `Retry-After`, and the SDKs do not retry it on their own,
+    because a blind retry stores the events a second time if the lost COMMIT went through.
+    """
+
+    default_code = "commit_outcome_unknown"
 
 
 def lost_during_commit(error: DBAPIError) -> bool:
@@ -82,8 +89,10 @@ def committed(engine: Engine, account_id: str, period_start: int, event_id: str)
     except psycopg.Error as error:
         logger.error("commit check failed", extra={**ids, "error": str(error)[:200]})
         raise CommitCheckFailed(
-            f"Could not find out whether the transaction that stored event {event_id} "
-            f"committed: {error}"
+            "The connection to the database was lost while this request's events were "
+            "committed, and the database could not be reached to check whether they were "
+            "stored. Look for them with GET /v1/events before you publish them again.",
+            details={"event_id": event_id},
         ) from error
     logger.warning("connection lost during commit", extra={**ids, "committed": found})
     return found
