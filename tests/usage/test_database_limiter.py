@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, text
 
 from wp_llm.server.db.schema import rate_limit_buckets
+from wp_llm.server.store import usage as usage_store
 from wp_llm.server.usage.clock import ManualClock
 from wp_llm.server.usage.limiters import LEASE_SECONDS, DatabaseRateLimiter, lease_size
 from wp_llm.server.usage.ratelimit import RateLimit
@@ -48,6 +50,23 @@ def wait_for_bucket(engine: Engine, key_id: str, tokens: float, timeout: float =
     while bucket_row(engine, key_id)[0] != tokens:
         assert time.monotonic() < deadline, f"the bucket of {key_id} never held {tokens} tokens"
         time.sleep(0.01)
+
+
+# Leases of 50 tokens: 1,000 requests a second for 0.05 s.
+BUSY_KEY = RateLimit(rate=1000.0, burst=400)
+
+
+def count_reservations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the key of every shared-bucket transaction from now on."""
+    calls: list[str] = []
+    take_tokens = usage_store.take_tokens
+
+    def counted(engine: Engine, key_id: str, decide: Any) -> Any:
+        calls.append(key_id)
+        return take_tokens(engine, key_id, decide)
+
+    monkeypatch.setattr(usage_store, "take_tokens", counted)
+    return calls
 
 
 def test_database_limiter_stays_within_lease_bound(engine: Engine) -> None:
@@ -144,83 +163,116 @@ def test_cached_acquire_spends_lease_only(engine: Engine) -> None:
 
 
 def test_cached_acquire_renews_half_spent_lease(engine: Engine) -> None:
-    limit = RateLimit(rate=200.0, burst=40)
     limiter = DatabaseRateLimiter(engine, background_renewals=False)
-    limiter.acquire("key_renewed", limit, START)
-    assert bucket_row(engine, "key_renewed")[0] == 30
+    limiter.acquire("key_renewed", BUSY_KEY, START)
+    assert bucket_row(engine, "key_renewed")[0] == 350
 
-    # The fifth leaves four of nine tokens: the lease is half spent and is renewed.
-    first = [limiter.acquire_cached("key_renewed", limit, START) for _ in range(5)]
+    # The 25th leaves 24 of 49 tokens: the lease is half spent and is renewed.
+    first = [limiter.acquire_cached("key_renewed", BUSY_KEY, START) for _ in range(25)]
     after_renewal, _ = bucket_row(engine, "key_renewed")
-    # The new lease's ten tokens serve the next requests without a reservation.
-    second = [limiter.acquire_cached("key_renewed", limit, START) for _ in range(4)]
+    # The new lease's 50 tokens serve the next requests without a reservation.
+    second = [limiter.acquire_cached("key_renewed", BUSY_KEY, START) for _ in range(20)]
 
     assert all(decision is not None and decision.allowed for decision in first + second)
-    assert after_renewal == 20
-    assert bucket_row(engine, "key_renewed")[0] == 20
+    assert after_renewal == 300
+    assert bucket_row(engine, "key_renewed")[0] == 300
 
 
 def test_cached_acquire_renews_lease_near_its_end(engine: Engine) -> None:
-    limit = RateLimit(rate=200.0, burst=40)
     limiter = DatabaseRateLimiter(engine, background_renewals=False)
-    limiter.acquire("key_late", limit, START)
+    limiter.acquire("key_late", BUSY_KEY, START)
 
-    # One token spent, but past the middle of the lease's time.
-    decision = limiter.acquire_cached("key_late", limit, START + LEASE_SECONDS * 0.6)
+    # Ten tokens spent, past the middle of the lease's time.
+    at = START + LEASE_SECONDS * 0.6
+    decisions = [limiter.acquire_cached("key_late", BUSY_KEY, at) for _ in range(10)]
 
-    assert decision is not None
-    assert decision.allowed
-    # The bucket refilled for 30 ms (six tokens) and gave the next lease ten.
+    assert all(decision is not None and decision.allowed for decision in decisions)
+    # The bucket refilled for 30 ms (30 tokens) and gave the next lease 50.
     tokens, _ = bucket_row(engine, "key_late")
-    assert tokens == pytest.approx(30 + 6 - 10, abs=1e-3)
+    assert tokens == pytest.approx(350 + 30 - 50, abs=1e-3)
+
+
+def test_quiet_key_lease_not_renewed(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    reservations = count_reservations(monkeypatch)
+    limiter = DatabaseRateLimiter(engine, background_renewals=False)
+    clock = ManualClock(START)
+
+    # A request every 30 ms: each lease serves two requests, too few to renew it.
+    for _ in range(20):
+        decision = limiter.acquire_cached("key_quiet", BUSY_KEY, clock.now())
+        if decision is None:
+            decision = limiter.acquire("key_quiet", BUSY_KEY, clock.now())
+        assert decision.allowed
+        clock.advance(0.03)
+
+    assert len(reservations) == 10
+
+
+def test_busy_key_reserves_in_background_only(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reservations = count_reservations(monkeypatch)
+    limiter = DatabaseRateLimiter(engine, background_renewals=False)
+    clock = ManualClock(START)
+    in_request = 0
+
+    # A request every millisecond for 0.2 s, as an API process takes tokens.
+    for _ in range(200):
+        decision = limiter.acquire_cached("key_steady", BUSY_KEY, clock.now())
+        if decision is None:
+            in_request += 1
+            decision = limiter.acquire("key_steady", BUSY_KEY, clock.now())
+        assert decision.allowed
+        clock.advance(0.001)
+
+    # Only the first request reserved; renewals at half of each lease made the rest.
+    assert in_request == 1
+    assert len(reservations) <= 2 * 0.2 / LEASE_SECONDS + 1
 
 
 def test_replaced_lease_returns_its_tokens(engine: Engine) -> None:
-    limit = RateLimit(rate=200.0, burst=40)
     first = DatabaseRateLimiter(engine, background_renewals=False)
     second = DatabaseRateLimiter(engine, background_renewals=False)
     clock = ManualClock(START)
-    first.acquire("key_replaced", limit, clock.now())
-    # Renewed after five: four tokens of the first lease were never spent.
-    for _ in range(5):
-        first.acquire_cached("key_replaced", limit, clock.now())
+    first.acquire("key_replaced", BUSY_KEY, clock.now())
+    # Renewed after 25: 24 tokens of the first lease were never spent.
+    for _ in range(25):
+        first.acquire_cached("key_replaced", BUSY_KEY, clock.now())
     # Another process empties the bucket, so that nothing overflows it below.
-    while second.acquire("key_replaced", limit, clock.now()).allowed:
+    while second.acquire("key_replaced", BUSY_KEY, clock.now()).allowed:
         pass
 
     clock.advance(LEASE_SECONDS + 0.001)
-    first.acquire("key_replaced", limit, clock.now())
+    first.acquire("key_replaced", BUSY_KEY, clock.now())
 
     tokens, _ = bucket_row(engine, "key_replaced")
-    refilled = limit.rate * (LEASE_SECONDS + 0.001)
-    # The four tokens of the replaced lease and the ten of the expired one come back,
-    # and the new lease takes ten.
-    assert tokens == pytest.approx(refilled + 4 + 10 - 10, abs=1e-3)
+    refilled = BUSY_KEY.rate * (LEASE_SECONDS + 0.001)
+    # The 24 tokens of the replaced lease and the 50 of the expired one come back, and
+    # the new lease takes 50.
+    assert tokens == pytest.approx(refilled + 24 + 50 - 50, abs=1e-3)
 
 
 def test_lease_renewal_runs_in_background(engine: Engine) -> None:
-    limit = RateLimit(rate=200.0, burst=40)
     limiter = DatabaseRateLimiter(engine)
-    limiter.acquire("key_background", limit, START)
+    limiter.acquire("key_background", BUSY_KEY, START)
 
-    decisions = [limiter.acquire_cached("key_background", limit, START) for _ in range(5)]
+    decisions = [limiter.acquire_cached("key_background", BUSY_KEY, START) for _ in range(25)]
 
     assert all(decision is not None and decision.allowed for decision in decisions)
     # A thread of the limiter takes the next lease.
-    wait_for_bucket(engine, "key_background", 20)
+    wait_for_bucket(engine, "key_background", 300)
 
 
 def test_failed_renewal_keeps_lease(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    limit = RateLimit(rate=200.0, burst=40)
     limiter = DatabaseRateLimiter(engine, background_renewals=False)
-    limiter.acquire("key_failing", limit, START)
+    limiter.acquire("key_failing", BUSY_KEY, START)
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE rate_limit_buckets RENAME TO buckets_away"))
 
     with caplog.at_level(logging.WARNING, logger="wp_llm.server.usage.limiters"):
-        # The fifth starts a renewal, which fails. The lease still has four tokens.
-        decisions = [limiter.acquire_cached("key_failing", limit, START) for _ in range(9)]
-        exhausted = limiter.acquire_cached("key_failing", limit, START)
+        # The 25th starts a renewal, which fails. The lease still has 24 tokens.
+        decisions = [limiter.acquire_cached("key_failing", BUSY_KEY, START) for _ in range(49)]
+        exhausted = limiter.acquire_cached("key_failing", BUSY_KEY, START)
 
     assert all(decision is not None and decision.allowed for decision in decisions)
     assert exhausted is None
