@@ -138,3 +138,20 @@ def test_openapi_document_is_served(account: Account) -> None:
     document = account.client.get("/openapi.json").json()
     assert "/v1/webhooks" in document["paths"]
     assert "/v1/events" in document["paths"]
+
+
+def test_openapi_lists_error_envelope(account: Account) -> None:
+    document = account.client.get("/openapi.json").json()
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status in ("400", "4XX", "5XX"):
+                schema = responses[status]["content"]["application/json"]["schema"]
+                assert schema == envelope, f"{method} {path} {status}"
+            # FastAPI's own validation error body, which the API never sends.
+            assert "422" not in responses, f"{method} {path}"
+    assert "HTTPValidationError" not in document["components"]["schemas"]

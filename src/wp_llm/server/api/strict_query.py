@@ -31,6 +31,22 @@ INVALID_REQUEST_RESPONSE: dict[str, Any] = {
     "model": ErrorEnvelope,
     "description": "A query parameter or body field is unknown, repeated or invalid.",
 }
+# Declaring these also keeps FastAPI from listing its own 422 body, which this API never
+# sends: its validation errors are 400, and event data that breaks its schema is a 422
+# in the same envelope.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: INVALID_REQUEST_RESPONSE,
+    "4XX": {
+        "model": ErrorEnvelope,
+        "description": "Another client error: authentication, access, a missing object, "
+        "a conflict, a rate limit or quota, or event data that breaks its schema.",
+    },
+    "5XX": {
+        "model": ErrorEnvelope,
+        "description": "The service cannot complete the request now; 503 with Retry-After "
+        "may be retried.",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -96,7 +112,7 @@ class StrictQueryRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         responses = options.get("responses") or {}
-        options["responses"] = {400: INVALID_REQUEST_RESPONSE, **responses}
+        options["responses"] = {**ERROR_RESPONSES, **responses}
         super().__init__(path, endpoint, **options)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
