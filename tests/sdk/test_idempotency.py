@@ -25,8 +25,11 @@ from wp_llm.server.config import Settings
 from wp_llm.server.db.engine import create_db_engine, migrate
 from wp_llm.server.db.schema import idempotency_keys
 from wp_llm.server.store import accounts
+from wp_llm.server.store.commit_check import CommitCheckFailed
 
 WEBHOOK_BODY = {"url": EXAMPLE_URL, "events": ["*"]}
+# In a flaky route's plan: fail as a publish whose commit could not be checked.
+COMMIT_UNKNOWN = -1
 
 
 @pytest.fixture
@@ -405,6 +408,8 @@ def flaky_app(
         status = plan.pop(0) if plan else 201
         if status == 0:
             raise RuntimeError("the route crashed")
+        if status == COMMIT_UNKNOWN:
+            raise CommitCheckFailed("The commit may have gone through.")
         return JSONResponse({"status": status}, status_code=status)
 
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "retry-me"}
@@ -438,3 +443,20 @@ def test_idempotency_transient_failure_is_not_stored(
     assert first.status_code == (first_status or 500)
     assert second.status_code == 201
     assert "idempotent-replayed" not in second.headers
+
+
+def test_idempotency_keeps_unknown_commit_outcome(
+    flaky_app: tuple[Callable[[], httpx.Response], list[int]],
+) -> None:
+    post, plan = flaky_app
+    plan.append(COMMIT_UNKNOWN)
+
+    first = post()
+    second = post()
+
+    assert first.status_code == 503
+    assert first.json()["error"]["code"] == "commit_outcome_unknown"
+    # The writes may be stored, so a retry with the key must not run them again.
+    assert second.status_code == 503
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == first.json()

@@ -11,7 +11,9 @@ other request through after a glance at its method, path and headers. For a keye
    wins and the other finds the row.
 3. The route runs. A response below 500, except 429, is stored with the key before its
    last part goes out. A 5xx, a 429 or an exception deletes the claim instead, so the
-   client's retry runs the request again.
+   client's retry runs the request again. The exception is a 503
+   `commit_outcome_unknown`: the request's writes may be stored, so it is kept like a
+   success, and a retry gets it again rather than storing them twice.
 
 A later request with the key within `KEY_TTL_SECONDS` gets the stored response again with
 `Idempotent-Replayed: true` when its method, path and body hash the same, and 409
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -40,6 +43,7 @@ from wp_llm.server.api.errors import envelope
 from wp_llm.server.crypto import SecretBox
 from wp_llm.server.db.schema import idempotency_keys
 from wp_llm.server.errors import AuthenticationFailed
+from wp_llm.server.store.commit_check import CommitCheckFailed
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +277,7 @@ class IdempotencyMiddleware:
         send: Send,
     ) -> None:
         async def finish(status_code: int, body: bytes) -> None:
-            if _is_replayable(status_code):
+            if _is_replayable(status_code, body):
                 sealed = seal(context.box, body)
                 await _finish_quietly(
                     store_response, context.engine, request, claimed_at, status_code, sealed
@@ -361,10 +365,21 @@ class _ResponseRecorder:
         await self._send(message)
 
 
-def _is_replayable(status_code: int) -> bool:
+def _is_replayable(status_code: int, body: bytes) -> bool:
     """Tell whether a retry should get this response again instead of running anew."""
+    if status_code == CommitCheckFailed.status_code:
+        return _error_code(body) == CommitCheckFailed.default_code
     # A 429 (rate limit or quota) and a 5xx are transient: the retry must run again.
     return 0 < status_code < 500 and status_code != TOO_MANY_REQUESTS
+
+
+def _error_code(body: bytes) -> str | None:
+    """Return the `code` of an error envelope, or None for any other body."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _key_and_authorization(scope: Scope) -> tuple[str | None, str | None]:
