@@ -38,6 +38,29 @@ def test_bad_webhook_is_rejected(account: Account, body: dict[str, Any], field: 
     assert_error(account.client.post("/v1/webhooks", json=body), 400, "validation_error", field)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:0/hook", "http://[::1]:0/hook", "http://127.0.0.1:99999/hook"]
+)
+def test_webhook_url_invalid_port_rejected(account: Account, url: str) -> None:
+    response = account.client.post("/v1/webhooks", json={"url": url, "events": ["*"]})
+
+    error = assert_error(response, 400, "validation_error", "url")
+    assert error["code"] == "invalid_url"
+    assert "port" in error["message"]
+
+
+def test_webhook_update_port_zero_rejected(account: Account) -> None:
+    webhook = create_webhook(account.client, "http://127.0.0.1:9/hook")
+    path = f"/v1/webhooks/{webhook['id']}"
+
+    response = account.client.patch(path, json={"url": "http://127.0.0.1:0/hook"})
+
+    error = assert_error(response, 400, "validation_error", "url")
+    assert error["code"] == "invalid_url"
+    assert "port '0'" in error["message"]
+    assert account.client.get(path).json()["url"] == "http://127.0.0.1:9/hook"
+
+
 def test_unknown_event_type_lists_valid_ones(account: Account) -> None:
     response = account.client.post(
         "/v1/webhooks",

@@ -28,6 +28,10 @@ PRIVATE_ALLOWED = AddressPolicy(allow_private=True)
         ("example.com/hook", "invalid_url_scheme"),
         ("http:///hook", "invalid_url"),
         ("http://example.com:99999/hook", "invalid_url"),
+        ("http://example.com:0/hook", "invalid_url"),  # would be stored without the port
+        ("http://example.com:00/hook", "invalid_url"),
+        ("http://[2606:4700::1111]:0/hook", "invalid_url"),
+        ("http://example.com:８０/hook", "invalid_url"),  # full-width digits
         ("http://exa mple.com/hook", "invalid_url"),
         ("http://" + "a" * MAX_URL_LENGTH + ".com/", "url_too_long"),
     ],
@@ -36,6 +40,14 @@ def test_check_url_rejects_malformed(url: str, code: str) -> None:
     with pytest.raises(BlockedURLError) as raised:
         check_url(url, STRICT)
     assert raised.value.code == code
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "http"])
+def test_check_url_names_invalid_port(port: str) -> None:
+    with pytest.raises(BlockedURLError) as raised:
+        check_url(f"http://example.com:{port}/hook", STRICT)
+    assert f"port {port!r}" in str(raised.value)
+    assert "1 to 65535" in str(raised.value)
 
 
 def test_check_url_accepts_length_limit() -> None:
@@ -50,7 +62,10 @@ def test_check_url_accepts_length_limit() -> None:
     [
         ("https://Example.COM/hook", "https://example.com/hook"),
         ("https://bücher.example/hook", "https://xn--bcher-kva.example/hook"),
-        ("https://BÜCHER.example./hook", "https://xn--bcher-kva.example/hook"),
+        # The trailing dot keeps the resolver from trying its search domains.
+        ("https://BÜCHER.example./hook", "https://xn--bcher-kva.example./hook"),
+        ("https://example.com:0443/hook", "https://example.com:443/hook"),
+        ("https://example.com:/hook", "https://example.com/hook"),  # empty port: the default
         ("https://example.com", "https://example.com/"),
         ("https://example.com/hook?a=1#frag", "https://example.com/hook?a=1"),
         ("https://[2606:4700:0:0:0:0:0:1111]:8443/h", "https://[2606:4700::1111]:8443/h"),

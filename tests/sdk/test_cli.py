@@ -139,6 +139,14 @@ def test_cli_invalid_url_names_the_field(invoke: Invoke) -> None:
     assert_clean_failure(result, 1, "http:// or https://", "[field: url]")
 
 
+def test_cli_update_port_zero_rejected(invoke: Invoke) -> None:
+    webhook_id = str(create_webhook(invoke)["id"])
+
+    result = invoke("webhooks", "update", webhook_id, "--url", "http://127.0.0.1:0/")
+
+    assert_clean_failure(result, 1, "port '0' is invalid", "[field: url]")
+
+
 def test_webhooks_create_shows_secret_once(invoke: Invoke) -> None:
     result = invoke(
         "webhooks",

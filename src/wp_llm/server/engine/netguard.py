@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 MAX_URL_LENGTH = 2048
+MAX_PORT = 65535
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -129,9 +130,9 @@ def _split(url: str) -> SplitResult:
         )
     try:
         parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - parsing the port raises ValueError on a bad one
     except ValueError as error:
         raise BlockedURLError(f"The URL is malformed: {error}.", code="invalid_url") from None
+    _check_port(parts)
     if parts.scheme not in {"http", "https"}:
         raise BlockedURLError(
             f"The URL must start with http:// or https://, got {parts.scheme or 'no'} scheme.",
@@ -140,6 +141,24 @@ def _split(url: str) -> SplitResult:
     if not parts.hostname:
         raise BlockedURLError("The URL has no host.", code="invalid_url")
     return parts
+
+
+def _check_port(parts: SplitResult) -> None:
+    """Reject a port outside 1-65535, naming it.
+
+    No server listens on port 0. The stored URL would also drop it, which sends
+    deliveries to the scheme's default port instead.
+    """
+    host_and_port = parts.netloc.rpartition("@")[2]
+    # An IPv6 literal contains colons, so the port starts after its closing bracket.
+    raw_port = host_and_port.rpartition("]")[2].partition(":")[2]
+    if not raw_port:
+        return
+    if not (raw_port.isascii() and raw_port.isdigit() and 1 <= int(raw_port) <= MAX_PORT):
+        raise BlockedURLError(
+            f"The URL port {raw_port[:20]!r} is invalid; use a port from 1 to {MAX_PORT}.",
+            code="invalid_url",
+        )
 
 
 def _ip_literal(host: str) -> IPAddress | None:
@@ -205,10 +224,14 @@ def check_url(url: str, policy: AddressPolicy) -> str:
             raise _not_allowed("a loopback name")
 
     netloc = host
+    if literal is None and raw_host.endswith("."):
+        # A trailing dot marks a fully qualified name, which the resolver must not
+        # extend with its search domains, so dropping it could change the destination.
+        netloc = f"{host}."
     userinfo = parts.netloc.rpartition("@")[0]
     if userinfo:
         netloc = f"{userinfo}@{netloc}"
-    if parts.port:
+    if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
