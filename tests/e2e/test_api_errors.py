@@ -61,6 +61,17 @@ def test_webhook_update_port_zero_rejected(account: Account) -> None:
     assert account.client.get(path).json()["url"] == "http://127.0.0.1:9/hook"
 
 
+def test_metadata_url_error_names_allowed_networks(account: Account) -> None:
+    response = account.client.post(
+        "/v1/webhooks", json={"url": "http://169.254.169.254/latest", "events": ["*"]}
+    )
+
+    error = assert_error(response, 400, "validation_error", "url")
+    assert error["code"] == "url_not_allowed"
+    assert "even with --allow-private-networks" in error["message"]
+    assert "WP_LLM_ALLOWED_NETWORKS" in error["message"]
+
+
 def test_unknown_event_type_lists_valid_ones(account: Account) -> None:
     response = account.client.post(
         "/v1/webhooks",

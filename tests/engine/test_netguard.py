@@ -103,6 +103,43 @@ def test_check_url_blocks_internal_hosts(url: str) -> None:
     assert raised.value.code == "url_not_allowed"
 
 
+# (URL, whether --allow-private-networks would let it through)
+BLOCKED_URL_ADVICE = [
+    ("http://127.0.0.1/hook", True),
+    ("http://localhost/hook", True),
+    ("http://10.1.2.3/hook", True),
+    ("http://169.254.1.1/hook", True),  # link-local, but no metadata address
+    ("http://169.254.169.254/hook", False),
+    ("http://[fd00:ec2::254]/hook", False),
+    ("http://[::ffff:169.254.169.254]/hook", False),
+    ("http://224.0.0.1/hook", False),
+]
+
+
+@pytest.mark.parametrize(("url", "switch_allows"), BLOCKED_URL_ADVICE)
+def test_blocked_url_error_names_settings(url: str, switch_allows: bool) -> None:
+    with pytest.raises(BlockedURLError) as raised:
+        check_url(url, STRICT)
+    message = str(raised.value)
+
+    assert "WP_LLM_ALLOWED_NETWORKS" in message
+    if switch_allows:
+        assert "allow it with --allow-private-networks" in message
+    else:
+        assert "even with --allow-private-networks" in message
+        assert "only by listing it in WP_LLM_ALLOWED_NETWORKS" in message
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/hook", "http://224.0.0.1/hook"])
+def test_blocked_url_error_with_switch_on(url: str) -> None:
+    with pytest.raises(BlockedURLError) as raised:
+        check_url(url, PRIVATE_ALLOWED)
+    message = str(raised.value)
+
+    assert "allow it with --allow-private-networks" not in message
+    assert "only by listing it in WP_LLM_ALLOWED_NETWORKS" in message
+
+
 def test_check_url_stores_legacy_ipv4_canonically() -> None:
     assert check_url("http://0x7f.1:9000/h", PRIVATE_ALLOWED) == "http://127.0.0.1:9000/h"
 

@@ -147,6 +147,21 @@ def test_cli_update_port_zero_rejected(invoke: Invoke) -> None:
     assert_clean_failure(result, 1, "port '0' is invalid", "[field: url]")
 
 
+def test_cli_metadata_url_names_the_only_setting(invoke: Invoke) -> None:
+    # The test service runs with WP_LLM_ALLOW_PRIVATE_NETWORKS=1, the same as the flag.
+    result = invoke("webhooks", "create", "--url", "http://169.254.169.254/x", "--events", "*")
+
+    assert_clean_failure(
+        result,
+        1,
+        "cloud metadata address",
+        "even with --allow-private-networks",
+        "only by listing it in WP_LLM_ALLOWED_NETWORKS",
+        "[field: url]",
+    )
+    assert "allow it with --allow-private-networks" not in result.output
+
+
 def test_webhooks_create_shows_secret_once(invoke: Invoke) -> None:
     result = invoke(
         "webhooks",

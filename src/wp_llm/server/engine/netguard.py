@@ -91,6 +91,10 @@ def _classify(address: IPAddress) -> str | None:
     return None
 
 
+# The policy of --allow-private-networks alone. Errors suggest that switch only where it helps.
+_PRIVATE_NETWORKS_ALLOWED = AddressPolicy(allow_private=True)
+
+
 def redact_url(url: str) -> str:
     """Hide credentials embedded in a URL before it is shown or logged."""
     parts = urlsplit(url)
@@ -185,12 +189,20 @@ LOOPBACK_NAME = "localhost"
 _LOOPBACK_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
-def _not_allowed(reason: str) -> BlockedURLError:
-    return BlockedURLError(
-        f"The URL points at {reason}, which deliveries may not reach; the operator can "
-        "allow it with --allow-private-networks or WP_LLM_ALLOWED_NETWORKS.",
-        code="url_not_allowed",
-    )
+def _not_allowed(reason: str, *, private_switch_allows: bool) -> BlockedURLError:
+    """Build the error for a blocked address, naming only the settings that can open it."""
+    if private_switch_allows:
+        message = (
+            f"The URL points at {reason}, which deliveries may not reach; the operator can "
+            "allow it with --allow-private-networks or WP_LLM_ALLOWED_NETWORKS."
+        )
+    else:
+        message = (
+            f"The URL points at {reason}, which deliveries may not reach even with "
+            "--allow-private-networks; the operator can allow it only by listing it in "
+            "WP_LLM_ALLOWED_NETWORKS."
+        )
+    return BlockedURLError(message, code="url_not_allowed")
 
 
 def check_url(url: str, policy: AddressPolicy) -> str:
@@ -216,12 +228,13 @@ def check_url(url: str, policy: AddressPolicy) -> str:
     if literal is not None:
         reason = policy.blocked_reason(literal)
         if reason is not None:
-            raise _not_allowed(reason)
+            allows = _PRIVATE_NETWORKS_ALLOWED.blocked_reason(literal) is None
+            raise _not_allowed(reason, private_switch_allows=allows)
         host = f"[{literal.compressed}]" if literal.version == 6 else literal.compressed
     else:
         loopback_name = host == LOOPBACK_NAME or host.endswith("." + LOOPBACK_NAME)
         if loopback_name and all(policy.blocked_reason(a) for a in _LOOPBACK_ADDRESSES):
-            raise _not_allowed("a loopback name")
+            raise _not_allowed("a loopback name", private_switch_allows=True)
 
     netloc = host
     if literal is None and raw_host.endswith("."):
