@@ -123,6 +123,17 @@ def test_cli_unreachable_service_says_how_to_start_it(invoke: Invoke) -> None:
     )
 
 
+def test_cli_base_url_with_version_path(invoke: Invoke, account: Account) -> None:
+    webhook_id = str(create_webhook(invoke)["id"])
+
+    result = invoke(
+        "webhooks", "list", extra_env={"WP_LLM_BASE_URL": account.service.base_url + "/v1"}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert webhook_id in result.stdout
+
+
 def test_cli_malformed_base_url_is_named(invoke: Invoke) -> None:
     assert_clean_failure(invoke("webhooks", "list", "--base-url", "ftp://x"), 2, "--base-url")
 

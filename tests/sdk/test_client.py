@@ -205,6 +205,13 @@ def test_client_reads_key_and_url_from_environment(
         assert client.webhooks.list().data == []
 
 
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/"])
+def test_client_base_url_with_version_path(account: Account, suffix: str) -> None:
+    with wp_llm.Client(account.key, base_url=account.service.base_url + suffix) as client:
+        assert client.base_url == account.service.base_url
+        assert client.webhooks.list().data == []
+
+
 def test_client_arguments_win_over_environment(
     account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:

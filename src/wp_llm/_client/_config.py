@@ -15,6 +15,8 @@ from wp_llm.exceptions import AuthenticationError
 API_KEY_VARIABLE = "WP_LLM_API_KEY"
 BASE_URL_VARIABLE = "WP_LLM_BASE_URL"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+# Every request path starts with the API version, so a base URL is read without it.
+API_VERSION_PATH = "/v1"
 
 # Bounds each read, write and wait for a pooled connection; httpx has no limit on a whole call.
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -88,6 +90,11 @@ def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
         raise ValueError(
             f"base URL must look like http://host:port or https://host, got {resolved!r}"
         )
+
+    # Users copy the base URL from an API path such as http://host:8080/v1/webhooks.
+    # Without this, every request would go to /v1/v1/..., which no route matches.
+    if parts.path.endswith(API_VERSION_PATH):
+        resolved = resolved.removesuffix(API_VERSION_PATH).rstrip("/")
     return resolved
 
 

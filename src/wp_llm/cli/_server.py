@@ -150,7 +150,6 @@ def serve(
 
     from wp_llm.server.api.app import create_app
 
-    _configure_logging(log_level)
     settings = _settings(
         host=host,
         port=port,
@@ -159,6 +158,7 @@ def serve(
         allow_private_networks=allow_private_networks,
         run_worker=worker,
     )
+    _configure_logging(log_level)
     uvicorn.run(
         create_app(settings, _context(settings), tune_gc=True),
         host=settings.host,
@@ -180,10 +180,10 @@ def run_worker(
     from wp_llm.server.engine.worker import DeliveryWorker
     from wp_llm.server.gc_tuning import freeze_startup_objects
 
-    _configure_logging(log_level)
     settings = _settings(
         database_url=database, data_dir=data_dir, allow_private_networks=allow_private_networks
     )
+    _configure_logging(log_level)
 
     context = _context(settings)
 

@@ -301,7 +301,38 @@ def load_settings(
             values[attribute] = reader(name, raw)
     settings = Settings(**{**values, **given})  # type: ignore[arg-type]
     _check_ranges(settings)
+    _check_database_url(settings.database_url)
+    _check_secret_key(settings.secret_key)
     return settings
+
+
+# The service ships drivers for these only. `postgres://` and `postgresql+psycopg://`
+# name the same PostgreSQL driver as `postgresql://`.
+_DATABASE_URL_PREFIXES = ("sqlite:///", "postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def _check_database_url(url: str) -> None:
+    """Reject a URL that no shipped driver opens, before anything connects with it."""
+    if not url or url.startswith(_DATABASE_URL_PREFIXES):
+        return
+    scheme, separator, _ = url.partition("://")
+    # Only the scheme is shown, because the rest of a URL may contain a password.
+    shown = f"a {scheme}:// URL" if separator else repr(url[:40])
+    raise ConfigError(
+        f"WP_LLM_DATABASE_URL (--database) must start with sqlite:/// or postgresql://, got {shown}"
+    )
+
+
+def _check_secret_key(key: str | None) -> None:
+    """Reject a malformed WP_LLM_SECRET_KEY before the database is created or migrated."""
+    from wp_llm.server.crypto import SecretBox, SecretKeyError
+
+    if key is None:
+        return
+    try:
+        SecretBox(key)
+    except SecretKeyError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _check_ranges(settings: Settings) -> None:

@@ -42,11 +42,13 @@ WORKER_STOP_MARGIN_SECONDS = 5.0
 
 
 def build_context(settings: Settings) -> ServiceContext:
+    # The key comes first, so that a bad key file stops the start before any migration.
+    box = load_secret_box(settings.secret_key, settings.data_dir)
     engine = create_db_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     migrate(engine)
     context = ServiceContext(
         engine=engine,
-        box=load_secret_box(settings.secret_key, settings.data_dir),
+        box=box,
         settings=settings,
         address_policy=AddressPolicy(settings.allow_private_networks, settings.allowed_networks),
         clock=create_clock(settings.clock_offset_file),
