@@ -211,3 +211,123 @@ def test_cursor_outside_filter_still_pages(account: Account) -> None:
         "/v1/events", params={"type": "generation.completed", "ending_before": middle["id"]}
     )
     assert [event["id"] for event in back.json()["data"]] == [newer["id"]]
+
+
+# (route, parameter) pairs sent with an empty value, as in `?webhook_id=`.
+EMPTY_PARAMETERS = [
+    ("/v1/deliveries", "webhook_id"),
+    ("/v1/deliveries", "event_id"),
+    ("/v1/deliveries", "status"),
+    ("/v1/events", "type"),
+    ("/v1/webhooks", "starting_after"),
+    ("/v1/webhooks/{webhook}/deliveries", "ending_before"),
+]
+
+
+@pytest.mark.parametrize(("template", "field"), EMPTY_PARAMETERS)
+def test_empty_parameter_is_400(
+    account: Account, listings: Listings, template: str, field: str
+) -> None:
+    # With and without the equals sign, as in `?webhook_id=` and `?webhook_id`.
+    for query in [f"{field}=", field]:
+        response = account.client.get(f"{listings.path(template)}?{query}")
+
+        error = assert_error(response, 400, "validation_error", field)
+        assert error["code"] == "empty_parameter", query
+        assert f"{field!r} is empty" in error["message"], query
+
+
+@pytest.mark.parametrize("field", ["webhook_id", "event_id"])
+def test_delivery_filter_naming_nothing_is_400(
+    account: Account, listings: Listings, field: str
+) -> None:
+    response = account.client.get("/v1/deliveries", params={field: "nope"})
+
+    error = assert_error(response, 400, "validation_error", field)
+    assert error["code"] == "filter_not_found"
+    assert error["details"]["value"] == "nope"
+    assert f"the {field} filter matches nothing" in error["message"]
+
+
+@pytest.mark.parametrize("field", ["webhook_id", "event_id"])
+def test_delivery_filter_of_other_account_is_400(
+    account: Account, receiver: Receiver, listings: Listings, field: str
+) -> None:
+    other_key = account.service.create_key()
+    with account.service.client(other_key) as other:
+        create_listings(other, receiver)
+        value = listings.webhook_id if field == "webhook_id" else listings.event_id
+        response = other.get("/v1/deliveries", params={field: value})
+
+    error = assert_error(response, 400, "validation_error", field)
+    assert error["code"] == "filter_not_found"
+
+
+def test_delivery_filter_checked_before_cursor(account: Account, listings: Listings) -> None:
+    response = account.client.get(
+        "/v1/deliveries", params={"event_id": "nope", "starting_after": MISSING_ID}
+    )
+
+    error = assert_error(response, 400, "validation_error", "event_id")
+    assert error["code"] == "filter_not_found"
+
+
+@pytest.mark.parametrize("field", ["webhook_id", "event_id"])
+def test_delivery_filter_with_no_deliveries_is_empty(
+    account: Account, receiver: Receiver, field: str
+) -> None:
+    # A webhook subscribed to a type this test never publishes, and an event no webhook receives.
+    webhook = create_webhook(account.client, receiver.url, ["system.maintenance"])
+    event = publish(account.client, "usage.warning")
+    value = webhook["id"] if field == "webhook_id" else event["id"]
+
+    response = account.client.get("/v1/deliveries", params={field: value})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == []
+
+
+def test_delivery_filter_keeps_deleted_webhook_log(account: Account, listings: Listings) -> None:
+    assert account.client.delete(f"/v1/webhooks/{listings.webhook_id}").status_code == 200
+
+    response = account.client.get("/v1/deliveries", params={"webhook_id": listings.webhook_id})
+
+    assert response.status_code == 200, response.text
+    assert [item["id"] for item in response.json()["data"]] == [listings.delivery_id]
+
+
+@pytest.mark.parametrize("event_type", ["nosuch.type", "generation", "model.train.*", "*.failed"])
+def test_event_type_filter_unknown_is_400(account: Account, event_type: str) -> None:
+    response = account.client.get("/v1/events", params={"type": event_type})
+
+    error = assert_error(response, 400, "validation_error", "type")
+    assert error["code"] == "unknown_event_type"
+    assert error["details"]["value"] == event_type
+    assert "generation.completed" in error["details"]["valid"]
+    assert "GET /v1/event_types" in error["message"]
+
+
+# (type filter, the published types it lists, newest first)
+TYPE_FILTERS = [
+    ("generation.completed", ["generation.completed"]),
+    ("generation.*", ["generation.failed", "generation.completed"]),
+    ("model.training.*", ["model.training.started"]),
+    ("model.*", ["model.training.started"]),
+    ("*", ["system.update", "model.training.started", "generation.failed", "generation.completed"]),
+    ("analysis.completed", []),  # a catalog type with no events yet
+]
+
+
+@pytest.mark.parametrize(("event_type", "listed"), TYPE_FILTERS)
+def test_event_type_filter_takes_patterns(
+    account: Account, event_type: str, listed: list[str]
+) -> None:
+    for published in ["generation.completed", "generation.failed"]:
+        publish(account.client, published)
+    publish(account.client, "model.training.started")
+    publish(account.client, "system.update")
+
+    response = account.client.get("/v1/events", params={"type": event_type})
+
+    assert response.status_code == 200, response.text
+    assert [event["type"] for event in response.json()["data"]] == listed

@@ -256,7 +256,7 @@ def scenarios(engine: Engine) -> dict[str, Callable[[], Any]]:
             engine, "acct_big", failed_delivery
         ),
         "events of an account by type": lambda: event_store.list_events(
-            engine, "acct_big", event_type="usage.warning", limit=10
+            engine, "acct_big", event_types=["usage.warning"], limit=10
         ),
         "count pending deliveries": lambda: delivery_store.count_pending(engine),
         "purge one batch of 500 expired events": lambda: retention.purge_expired(

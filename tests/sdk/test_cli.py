@@ -134,6 +134,12 @@ def test_cli_base_url_with_version_path(invoke: Invoke, account: Account) -> Non
     assert webhook_id in result.stdout
 
 
+def test_cli_delivery_filter_naming_nothing(invoke: Invoke) -> None:
+    result = invoke("deliveries", "list", "--webhook", "webhook_missing")
+
+    assert_clean_failure(result, 1, "No webhook with id 'webhook_missing'", "[field: webhook_id]")
+
+
 def test_cli_malformed_base_url_is_named(invoke: Invoke) -> None:
     assert_clean_failure(invoke("webhooks", "list", "--base-url", "ftp://x"), 2, "--base-url")
 

@@ -212,6 +212,24 @@ def test_client_base_url_with_version_path(account: Account, suffix: str) -> Non
         assert client.webhooks.list().data == []
 
 
+def test_client_delivery_filter_naming_nothing(client: wp_llm.Client) -> None:
+    with pytest.raises(exceptions.ValidationError) as caught:
+        client.deliveries.list(webhook_id="webhook_missing")
+
+    assert caught.value.status_code == 400
+    assert caught.value.code == "filter_not_found"
+    assert caught.value.details["field"] == "webhook_id"
+
+
+def test_client_event_type_filter_pattern(client: wp_llm.Client) -> None:
+    published = client.events.create(type="generation.started", data=GENERATION_STARTED)
+    client.events.create(type="system.update", data=catalog.EVENT_TYPES["system.update"].example)
+
+    listed = client.events.list(type="generation.*")
+
+    assert [event.id for event in listed.data] == [published.id]
+
+
 def test_client_arguments_win_over_environment(
     account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:

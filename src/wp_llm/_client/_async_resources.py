@@ -225,7 +225,7 @@ class AsyncEvents(_Resource):
         starting_after: str | None = None,
         ending_before: str | None = None,
     ) -> AsyncPaginator[Event]:
-        """List events, newest first; `type` keeps only events of that type."""
+        """List events, newest first; `type` takes a catalog type, `generation.*` or `*`."""
         params = drop_none(
             type=type, limit=limit, starting_after=starting_after, ending_before=ending_before
         )

@@ -141,9 +141,35 @@ async def publish_grouped(
     return published
 
 
+def types_matching_filter(pattern: str | None) -> list[str] | None:
+    """Expand a `type` filter into the catalog types it selects; None selects every type.
+
+    The filter takes what subscriptions take: a catalog type, a prefix wildcard such as
+    `generation.*`, or `*`. Raise InvalidRequest for anything else, which could match
+    no event, because events are published only with catalog types.
+    """
+    if pattern is None or pattern == "*":
+        return None
+    if not catalog.is_valid_pattern(pattern):
+        raise InvalidRequest(
+            f"Unknown event type {pattern[:100]!r} in the type filter. Use a catalog type, "
+            "a prefix wildcard such as 'generation.*', or '*'. GET /v1/event_types lists "
+            "the catalog types, and so does details.valid.",
+            code="unknown_event_type",
+            details={"field": "type", "value": pattern[:100], "valid": list(catalog.EVENT_TYPES)},
+        )
+    return [name for name in catalog.EVENT_TYPES if catalog.matches(pattern, name)]
+
+
 @router.get("", summary="List events")
 def list_events(
-    type: str | None = Query(None, description="Only events of this type."),
+    type: str | None = Query(
+        None,
+        description=(
+            "Only events of this type: a catalog type, a prefix wildcard such as "
+            "`generation.*`, or `*`."
+        ),
+    ),
     page: PageParams = Depends(page_params),
     principal: Principal = Depends(require_account),
     context: ServiceContext = Depends(get_context),
@@ -151,7 +177,7 @@ def list_events(
     result = event_store.list_events(
         context.engine,
         principal.account_id or "",
-        event_type=type,
+        event_types=types_matching_filter(type),
         limit=page.limit,
         starting_after=page.starting_after,
         ending_before=page.ending_before,

@@ -7,7 +7,9 @@ both with 400 `validation_error`, as request bodies reject unknown fields. The c
 before authentication, because the request's shape alone is wrong:
 
 - `unknown_parameter` for a name the route does not declare, listing those it does;
-- `duplicate_parameter` for a repeated parameter that takes one value.
+- `duplicate_parameter` for a repeated parameter that takes one value;
+- `empty_parameter` for a parameter without a value, such as `?webhook_id=`, which
+  would otherwise filter on the empty string and list nothing.
 """
 
 from __future__ import annotations
@@ -59,13 +61,15 @@ class QuerySignature:
     repeatable: frozenset[str]
 
     def check(self, query: QueryParams) -> None:
-        """Raise InvalidRequest for the first parameter that is unknown or repeated."""
+        """Raise InvalidRequest for the first parameter that is unknown, repeated or empty."""
         seen: set[str] = set()
-        for name, _ in query.multi_items():
+        for name, value in query.multi_items():
             if name not in self.names:
                 raise self._unknown(name)
             if name in seen and name not in self.repeatable:
                 raise self._duplicate(name, len(query.getlist(name)))
+            if not value:
+                raise self._empty(name)
             seen.add(name)
 
     def _unknown(self, name: str) -> InvalidRequest:
@@ -86,6 +90,14 @@ class QuerySignature:
             "takes one value for it. Send it once.",
             code="duplicate_parameter",
             details={"field": name, "count": count},
+        )
+
+    def _empty(self, name: str) -> InvalidRequest:
+        return InvalidRequest(
+            f"The query parameter {name!r} is empty. Give it a value, or leave it out of "
+            f"the query string of {self.route}.",
+            code="empty_parameter",
+            details={"field": name},
         )
 
 

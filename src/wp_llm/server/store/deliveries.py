@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from wp_llm.server import ids
-from wp_llm.server.db.schema import attempts, deliveries, webhooks
+from wp_llm.server.db.schema import attempts, deliveries, events, webhooks
 from wp_llm.server.engine.notify import announce_deliveries
 from wp_llm.server.errors import ResourceConflict, ResourceNotFound
 from wp_llm.server.store.engine_sql import (
@@ -32,7 +32,7 @@ from wp_llm.server.store.engine_sql import (
     PostgreSQLStatements,
     statements_for,
 )
-from wp_llm.server.store.pagination import Page, fetch_page
+from wp_llm.server.store.pagination import IdFilter, Page, fetch_page
 from wp_llm.server.store.webhooks import Endpoint, endpoint_of
 
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
@@ -483,11 +483,15 @@ def list_deliveries(
     starting_after: str | None = None,
     ending_before: str | None = None,
 ) -> Page:
+    """List deliveries newest first; an id filter that names nothing raises InvalidRequest."""
     query = select(deliveries).where(deliveries.c.account_id == account_id)
+    id_filters = []
     if webhook_id is not None:
         query = query.where(deliveries.c.webhook_id == webhook_id)
+        id_filters.append(_webhook_filter(account_id, webhook_id))
     if event_id is not None:
         query = query.where(deliveries.c.event_id == event_id)
+        id_filters.append(_event_filter(account_id, event_id))
     if status is not None:
         query = query.where(deliveries.c.status == status)
     with engine.connect() as connection:
@@ -500,7 +504,35 @@ def list_deliveries(
             limit=limit,
             starting_after=starting_after,
             ending_before=ending_before,
+            id_filters=id_filters,
         )
+
+
+def _webhook_filter(account_id: str, webhook_id: str) -> IdFilter:
+    """Match a webhook of the account, or a deleted one whose deliveries are still logged."""
+    webhook_exists = exists().where(
+        webhooks.c.id == webhook_id, webhooks.c.account_id == account_id
+    )
+    logged = exists().where(
+        deliveries.c.webhook_id == webhook_id, deliveries.c.account_id == account_id
+    )
+    return IdFilter(
+        field="webhook_id",
+        value=webhook_id,
+        object_name="webhook",
+        found=or_(webhook_exists, logged),
+        unfiltered="list the deliveries of every webhook",
+    )
+
+
+def _event_filter(account_id: str, event_id: str) -> IdFilter:
+    return IdFilter(
+        field="event_id",
+        value=event_id,
+        object_name="event",
+        found=exists().where(events.c.id == event_id, events.c.account_id == account_id),
+        unfiltered="list the deliveries of every event",
+    )
 
 
 def retry_delivery(engine: Engine, account_id: str, delivery_id: str) -> dict[str, Any]:

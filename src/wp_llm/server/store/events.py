@@ -375,13 +375,16 @@ def list_events(
     account_id: str,
     *,
     limit: int,
-    event_type: str | None = None,
+    event_types: Sequence[str] | None = None,
     starting_after: str | None = None,
     ending_before: str | None = None,
 ) -> Page:
+    """List events newest first, only of `event_types` unless that is None."""
     query = select(events).where(events.c.account_id == account_id)
-    if event_type is not None:
-        query = query.where(events.c.type == event_type)
+    if event_types is not None and len(event_types) == 1:
+        query = query.where(events.c.type == event_types[0])
+    elif event_types is not None:
+        query = query.where(events.c.type.in_(event_types))
     with engine.connect() as connection:
         return fetch_page(
             connection,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, exists, select, true
+from sqlalchemy import ColumnElement, Connection, Select, Table, exists, select, true
 
 from wp_llm.server.errors import InvalidRequest
 
@@ -23,6 +23,19 @@ class Page:
     has_more: bool
 
 
+@dataclass(frozen=True)
+class IdFilter:
+    """A listing's filter on the id of another object, such as `webhook_id` of deliveries."""
+
+    field: str
+    value: str
+    object_name: str
+    # True when `value` names an object of the account that the filter can match.
+    found: ColumnElement[bool]
+    # How to list without the filter, for the error message.
+    unfiltered: str
+
+
 def fetch_page(
     connection: Connection,
     table: Table,
@@ -33,12 +46,14 @@ def fetch_page(
     limit: int,
     starting_after: str | None,
     ending_before: str | None,
+    id_filters: Sequence[IdFilter] = (),
 ) -> Page:
     """Fetch rows newest first; `starting_after` pages forward, `ending_before` pages back.
 
     A cursor must be the id of a row of `table` in the account, whether or not it matches
     the listing's filters, because a delivery's status can change between two pages.
-    Raise InvalidRequest, naming the cursor parameter, when no such row exists.
+    Each of `id_filters` must name an object of the account. Raise InvalidRequest, naming
+    the first filter or cursor parameter that names nothing.
     """
     id_column = table.c.id
     backwards = ending_before is not None
@@ -51,15 +66,23 @@ def fetch_page(
         query = query.order_by(id_column.desc())
     query = query.limit(limit + 1)
 
+    checks = {_filter_label(index): id_filter.found for index, id_filter in enumerate(id_filters)}
+    if cursor is not None:
+        checks[_CURSOR_FOUND] = exists().where(
+            table.c.id == cursor, table.c.account_id == account_id
+        )
+
     rows: list[Mapping[Any, Any]]
-    if cursor is None:
+    if not checks:
         rows = list(connection.execute(query).mappings())
     else:
-        found = _fetch_after_cursor(connection, table, query, account_id, cursor, backwards)
-        if found is None:
+        rows, found = _fetch_with_checks(connection, query, checks, backwards)
+        for index, id_filter in enumerate(id_filters):
+            if not found[_filter_label(index)]:
+                raise _filter_not_found(id_filter)
+        if cursor is not None and not found[_CURSOR_FOUND]:
             field = "ending_before" if backwards else "starting_after"
             raise _cursor_not_found(field, cursor, object_name)
-        rows = found
 
     has_more = len(rows) > limit
     rows = rows[:limit]
@@ -68,32 +91,43 @@ def fetch_page(
     return Page(rows=rows, has_more=has_more)
 
 
-def _fetch_after_cursor(
-    connection: Connection,
-    table: Table,
-    page_query: Select[Any],
-    account_id: str,
-    cursor: str,
-    backwards: bool,
-) -> list[Mapping[Any, Any]] | None:
-    """Fetch a page and check its cursor in one statement. Return None for an unknown cursor.
+def _filter_label(index: int) -> str:
+    return f"filter_found_{index}"
 
-    The one-row check is LEFT JOINed to the page, so even an empty page returns one row,
-    with the check's result in `cursor_found` and NULL in the page's columns.
+
+def _fetch_with_checks(
+    connection: Connection,
+    page_query: Select[Any],
+    checks: Mapping[str, ColumnElement[bool]],
+    backwards: bool,
+) -> tuple[list[Mapping[Any, Any]], dict[str, bool]]:
+    """Fetch a page and evaluate `checks` in one statement; return the rows and each result.
+
+    The one-row checks are LEFT JOINed to the page, so even an empty page returns one row,
+    with the checks' results in their own columns and NULL in the page's columns.
     """
-    cursor_exists = exists().where(table.c.id == cursor, table.c.account_id == account_id)
-    check = select(cursor_exists.label(_CURSOR_FOUND)).subquery("cursor_check")
+    check = select(*(found.label(name) for name, found in checks.items())).subquery("checks")
     page = page_query.subquery("page")
     statement = (
-        select(check.c[_CURSOR_FOUND], page)
+        select(check, page)
         .select_from(check.outerjoin(page, true()))
         .order_by(page.c.id.asc() if backwards else page.c.id.desc())
     )
 
     rows = list(connection.execute(statement).mappings())
-    if not rows[0][_CURSOR_FOUND]:
-        return None
-    return [row for row in rows if row["id"] is not None]
+    found = {name: bool(rows[0][name]) for name in checks}
+    return [row for row in rows if row["id"] is not None], found
+
+
+def _filter_not_found(id_filter: IdFilter) -> InvalidRequest:
+    value = id_filter.value[:100]
+    return InvalidRequest(
+        f"No {id_filter.object_name} with id {value!r} in this account, so the "
+        f"{id_filter.field} filter matches nothing. Pass the id of one of this account's "
+        f"{id_filter.object_name}s, or leave {id_filter.field} out to {id_filter.unfiltered}.",
+        code="filter_not_found",
+        details={"field": id_filter.field, "value": value},
+    )
 
 
 def _cursor_not_found(field: str, cursor: str, object_name: str) -> InvalidRequest:
