@@ -54,7 +54,7 @@ from wp_llm.server.engine.throttle import (
     pause_seconds,
 )
 from wp_llm.server.store import deliveries as delivery_store
-from wp_llm.server.store import retention
+from wp_llm.server.store import retention, vacuum
 from wp_llm.server.store.health import EndpointOutcome
 
 logger = logging.getLogger(__name__)
@@ -258,6 +258,7 @@ class DeliveryWorker:
         if is_postgresql(self.engine):
             listener = DeliveryListener(libpq_url(self.engine), self.notify, worker=self.owner)
             loops.append(listener.run())
+            loops.append(self._vacuum_loop())
         if self.settings.retention > 0:
             loops.append(self._retention_loop())
         return loops
@@ -873,3 +874,20 @@ class DeliveryWorker:
                     extra={"worker": self.owner, "error": str(error)[:200]},
                 )
             await self._pause(self.settings.purge_interval)
+
+    async def _vacuum_loop(self) -> None:
+        """Vacuum the deliveries table when its dead rows would slow the claims down."""
+        while not self._stopping.is_set():
+            await self._pause(vacuum.VACUUM_CHECK_SECONDS)
+            if self._stopping.is_set():
+                return
+            try:
+                dead = await asyncio.to_thread(vacuum.vacuum_if_needed, self.engine)
+            except DBAPIError as error:
+                logger.warning(
+                    "vacuum of deliveries failed; will retry",
+                    extra={"worker": self.owner, "error": str(error)[:200]},
+                )
+                continue
+            if dead is not None:
+                logger.info("deliveries vacuumed", extra={"worker": self.owner, "dead_rows": dead})
