@@ -22,10 +22,11 @@ a process reserves a few tokens at once (a lease) and spends them locally:
   loop can call it and go to a thread only for a reservation.
 - A busy key renews its lease ahead: once a lease that served at least
   MIN_SPENT_TO_RENEW requests is half spent or half over, a background thread reserves
-  the next one while requests spend the rest. Such a key then never waits for the
-  shared bucket. Requests that arrived during a reservation used to wait for it in
-  threads of their own. What a replaced lease did not spend goes back with the next
-  reservation, so a process holds at most two leases of a key.
+  the next one while requests spend the rest. Such a key waits for the shared bucket
+  only when a renewal has not landed before its lease runs out. Requests that arrive
+  during a reservation in the foreground wait for it in threads of their own. What a
+  replaced lease did not spend goes back with the next reservation, so a process has
+  at most two leases of a key.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class _Lease:
     decision: RateDecision
     # Tokens at reservation time, after the reserving request took its own.
     reserved: int
-    # Whether the next lease was requested already; a lease is renewed at most once.
+    # Whether the next lease was requested already. The flag keeps a lease to one renewal.
     renewing: bool = False
 
     def renewal_due(self, now: float) -> bool:
